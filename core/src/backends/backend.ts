@@ -1,0 +1,97 @@
+// The seam between the engine and compute. Modelled on Mesos offers so that the local
+// backend (this machine) and the mesos backend (a cluster) are interchangeable: resources
+// come in as offers, the scheduler answers with launches or declines, and task status
+// updates flow back. Adding another backend (Kubernetes, ...) must not touch the engine.
+
+/** Scalar resources, in the units of the proto `Resources` message (MiB for mem/disk). */
+export interface ResourceAmounts {
+  cpus: number;
+  memMb: number;
+  gpus: number;
+  diskMb: number;
+}
+
+/** Resources on one agent that the framework may use until launched, declined or rescinded. */
+export interface Offer {
+  id: string;
+  agentId: string;
+  hostname: string;
+  resources: ResourceAmounts;
+  /** Agent attributes used by placement constraints (e.g. `pool=gpu`). */
+  attributes: Record<string, string>;
+}
+
+/** How a task's process is started. argv is the default; shell mode only when asked for. */
+export type TaskCommand = { kind: "argv"; argv: string[] } | { kind: "shell"; script: string };
+
+/** One attempt of a step instance, as handed to a backend. */
+export interface TaskSpec {
+  /** Unique and stable across core restarts: `<runId>.<path>.<attempt>` sanitised. */
+  taskId: string;
+  /** Human-readable name for the cluster UI. */
+  name: string;
+  agentId: string;
+  resources: ResourceAmounts;
+  command: TaskCommand;
+  env: Record<string, string>;
+  /** Working directory (created by the backend if missing). */
+  cwd: string;
+  /** Files that receive the process's stdout and stderr (appended). */
+  stdoutPath: string;
+  stderrPath: string;
+}
+
+export type TaskState =
+  | "STARTING"
+  | "RUNNING"
+  | "FINISHED" // exit code 0
+  | "FAILED" // non-zero exit or killed by a signal it did not ask for
+  | "KILLED" // killed on request
+  | "LOST" // the backend no longer knows the task (agent gone, process vanished)
+  | "ERROR"; // could not be launched at all (bad command, missing binary)
+
+export function isTerminalTaskState(state: TaskState): boolean {
+  return state !== "STARTING" && state !== "RUNNING";
+}
+
+export interface TaskStatus {
+  taskId: string;
+  state: TaskState;
+  agentId?: string;
+  /** Present for FINISHED/FAILED when the process exited normally. */
+  exitCode?: number;
+  /** Signal name when the process was killed by a signal. */
+  signal?: string;
+  message?: string;
+  /** Epoch milliseconds at the source. */
+  timestamp: number;
+}
+
+/** What a backend reports to its framework (the scheduler). Called on the event loop. */
+export interface BackendCallbacks {
+  onOffers(offers: Offer[]): void;
+  onRescind(offerId: string): void;
+  onStatus(status: TaskStatus): void;
+  /** Best-effort bytes from an executor (heartbeats, progress); unused by local. */
+  onMessage?(agentId: string, executorId: string, data: Uint8Array): void;
+}
+
+export interface ComputeBackend {
+  readonly name: string;
+  /** Connects (starting what it needs) and begins offering resources. */
+  start(callbacks: BackendCallbacks): Promise<void>;
+  /** Launches tasks on the resources of the given offers; unused offer resources are released. */
+  launch(offerIds: string[], tasks: TaskSpec[]): void;
+  /** Returns offers unused; the backend may re-offer them after refuseSeconds (default 5). */
+  decline(offerIds: string[], refuseSeconds?: number): void;
+  /** Asks for a task to be killed; a KILLED (or terminal) status follows. */
+  kill(taskId: string): void;
+  /** Asks for the latest status of these tasks (empty list: every task the backend knows). */
+  reconcile(tasks: Array<{ taskId: string; agentId?: string }>): void;
+  /** Stop sending offers (nothing is pending). */
+  suppress(): void;
+  /** Resume sending offers (work arrived). */
+  revive(): void;
+  /** Disconnects. Running tasks keep running (they are re-adopted on the next start). */
+  stop(): Promise<void>;
+}
