@@ -6,7 +6,13 @@
 import type { FieldViolation } from "@kaon/proto";
 import type { ResourceAmounts, TaskCommand, TaskStatus } from "../backends/backend.js";
 
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | JsonValue[]
+  | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
 /** What a step type may report while it runs (mirrors the in-job Report items). */
