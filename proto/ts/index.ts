@@ -3,6 +3,7 @@
 
 export { Duration } from "./gen/google/protobuf/duration.js";
 export { ListValue, Struct, Value } from "./gen/google/protobuf/struct.js";
+export * from "./json.js";
 export { Timestamp } from "./gen/google/protobuf/timestamp.js";
 export * from "./gen/kaon/v1/artifact.js";
 export * from "./gen/kaon/v1/artifact_service.js";
