@@ -19,5 +19,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // A real PostgreSQL for the storage tests (KAON_TEST_PG_URL); see test/support/postgres.ts.
+    globalSetup: ["test/support/postgres.ts"],
   },
 });

@@ -84,6 +84,17 @@ export interface ComputeBackend {
   launch(offerIds: string[], tasks: TaskSpec[]): void;
   /** Returns offers unused; the backend may re-offer them after refuseSeconds (default 5). */
   decline(offerIds: string[], refuseSeconds?: number): void;
+  /**
+   * The framework has durably recorded this task's terminal status: the backend may forget
+   * it. Until then terminal statuses may be reported again (after a reconnect, on
+   * reconcile), so the framework must treat a repeated terminal status as a no-op.
+   */
+  acknowledge(taskId: string): void;
+  /**
+   * Whether a task of this size could ever be placed (on an idle cluster). A step that
+   * cannot is rejected with a clear error instead of waiting for an offer forever.
+   */
+  fitsEver(resources: ResourceAmounts): boolean;
   /** Asks for a task to be killed; a KILLED (or terminal) status follows. */
   kill(taskId: string): void;
   /** Asks for the latest status of these tasks (empty list: every task the backend knows). */

@@ -1,0 +1,3 @@
+module kaon/agent
+
+go 1.19

@@ -1,0 +1,214 @@
+// The client side of the local agent protocol, and its only description.
+//
+// The agent (core/agent, Go) launches and owns the jobs of the local backend so that core
+// never forks (a fork blocks Node's event loop for a time that grows with the heap). Core
+// talks to it over a Unix socket `<dir>/agent.sock` with newline-delimited JSON objects,
+// one per line, both ways. Requests are pipelined: nothing waits for a reply except `list`,
+// `ping` and `bench`, which carry an `id` echoed in their reply.
+//
+// Requests (core → agent):
+//   {"type":"launch","taskId":"r1.train.1","argv":["python","x.py"] | "shell":"echo hi",
+//    "env":{"K":"V"},"cwd":"/abs","stdout":"/abs/out","stderr":"/abs/err","meta":{...}}
+//       Starts a job: own process group, stdin /dev/null, stdout/stderr appended to the
+//       files (created with their directories; "" or absent: discarded; the same path for
+//       both: one file), cwd created if missing. env is exactly the given map, plus the
+//       agent's PATH when the map has none; argv[0] is resolved on that PATH. shell runs
+//       `/bin/sh -c script`. taskId: 1-200 of [A-Za-z0-9._-]. `meta` is opaque, stored and
+//       returned by list. Launching a taskId the agent already knows runs nothing and
+//       re-reports the task's state (started or its terminal event).
+//   {"type":"kill","taskId":"…","signal":"SIGTERM","graceMs":10000}
+//       Signals the task's process group (default SIGTERM), then SIGKILL after graceMs
+//       (default 10000). When a killed task's leader ends, the rest of its group gets
+//       SIGKILL. The task ends with `exited` carrying `killed:true`.
+//   {"type":"ack","taskId":"…"}      core recorded the terminal status durably: forget it.
+//   {"type":"list","id":1}           every task the agent holds (running or not yet acked).
+//   {"type":"ping","id":2}           liveness; the reply carries the agent's pid.
+//   {"type":"bench","id":3,"n":2000,"concurrency":8,"argv":["true"]}
+//       Spawns n processes straight from the agent (no records, no events) and replies
+//       with the elapsed time: the spawn floor for benchmarks.
+//
+// Events and replies (agent → core):
+//   {"type":"hello","pid":123,"version":1}                      first line on every connection
+//   {"type":"started","taskId":"…","pid":456,"ts":1700000000000}
+//   {"type":"exited","taskId":"…","exitCode":3 | "signal":"SIGTERM","killed":true?,
+//    "lost":true?,"message":"…"?,"ts":…}
+//       lost: the agent restarted while the task ran, so its exit status is unknown.
+//   {"type":"error","taskId":"…","message":"command not found: foo","ts":…}
+//       the task could not be started; terminal.
+//   {"type":"unknown","taskId":"…"}    a kill for a task the agent does not hold.
+//   {"type":"list","id":1,"tasks":[{taskId,state:"launching"|"running"|"exited"|"error",
+//    pid?,startedAt?,endedAt?,exitCode?,signal?,lost?,killed?,message?,meta?,…}]}
+//   {"type":"pong","id":2,"pid":123,"version":1}
+//   {"type":"bench","id":3,"n":2000,"elapsedMs":1234.5,"failures":0}
+//   {"type":"invalid","message":"…"}    a request the agent could not understand.
+//   {"type":"superseded","message":"…"} another client connected; this connection closes.
+//
+// Durability: the agent writes tasks/<taskId>.json (tmp + rename) when a job starts and
+// again with its terminal status BEFORE it reports `exited`/`error`; the record goes on
+// `ack`. So a core that was away learns every end it missed from `list`. One client is
+// active at a time (the latest to connect); events are not queued for absent clients — the
+// task table is the truth and `list` reads it.
+
+import net from "node:net";
+
+export interface AgentTaskRecord {
+  taskId: string;
+  state: "launching" | "running" | "exited" | "error";
+  pid?: number;
+  startedAt?: number;
+  endedAt?: number;
+  exitCode?: number;
+  signal?: string;
+  lost?: boolean;
+  killed?: boolean;
+  message?: string;
+  meta?: unknown;
+}
+
+export type AgentEvent =
+  | { type: "hello"; pid: number; version: number }
+  | { type: "started"; taskId: string; pid: number; ts: number }
+  | {
+      type: "exited";
+      taskId: string;
+      exitCode?: number;
+      signal?: string;
+      killed?: boolean;
+      lost?: boolean;
+      message?: string;
+      ts: number;
+    }
+  | { type: "error"; taskId: string; message: string; ts?: number }
+  | { type: "unknown"; taskId: string; ts?: number }
+  | { type: "invalid"; taskId?: string; message: string; id?: number }
+  | { type: "superseded"; message: string };
+
+export interface LaunchRequest {
+  taskId: string;
+  argv?: string[];
+  shell?: string;
+  env: Record<string, string>;
+  cwd: string;
+  stdout: string;
+  stderr: string;
+  meta?: unknown;
+}
+
+interface Reply {
+  type: string;
+  id?: number;
+  [key: string]: unknown;
+}
+
+/** One connection to the agent. Writes are batched per tick; replies are matched by id. */
+export class AgentConnection {
+  private buffered = "";
+  private nextId = 1;
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: Reply) => void; reject: (e: Error) => void }
+  >();
+  private corked = false;
+  private closed = false;
+  /** Requests written so far; lets callers tell which launches a `list` reply covers. */
+  sent = 0;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly onEvent: (event: AgentEvent) => void,
+    private readonly onClose: (error?: Error) => void,
+  ) {
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => this.receive(chunk));
+    socket.on("error", () => {}); // 'close' follows and reports
+    socket.on("close", () => {
+      this.closed = true;
+      const err = new Error("connection to the local agent closed");
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      this.onClose();
+    });
+  }
+
+  static connect(
+    socketPath: string,
+    onEvent: (event: AgentEvent) => void,
+    onClose: (error?: Error) => void,
+  ): Promise<AgentConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.createConnection(socketPath);
+      const fail = (err: Error) => reject(err);
+      socket.once("error", fail);
+      socket.once("connect", () => {
+        socket.off("error", fail);
+        resolve(new AgentConnection(socket, onEvent, onClose));
+      });
+    });
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Queues one request; requests of the same tick leave in one write. */
+  send(request: object): void {
+    if (this.closed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.sent++;
+    this.socket.write(`${JSON.stringify(request)}\n`);
+  }
+
+  /** Sends a request that has a reply (list, ping, bench) and waits for it. */
+  request<T extends Reply>(request: { type: string; [key: string]: unknown }): Promise<T> {
+    if (this.closed) return Promise.reject(new Error("connection to the local agent closed"));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (r: Reply) => void, reject });
+      this.send({ ...request, id });
+    });
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+  }
+
+  private receive(chunk: string): void {
+    this.buffered += chunk;
+    let start = 0;
+    for (;;) {
+      const nl = this.buffered.indexOf("\n", start);
+      if (nl < 0) break;
+      const line = this.buffered.slice(start, nl);
+      start = nl + 1;
+      if (line.length > 0) this.dispatch(line);
+    }
+    this.buffered = start === 0 ? this.buffered : this.buffered.slice(start);
+  }
+
+  private dispatch(line: string): void {
+    let message: Reply;
+    try {
+      message = JSON.parse(line) as Reply;
+    } catch {
+      return; // the agent writes whole JSON lines; a torn one means the socket is dying
+    }
+    if (typeof message.id === "number") {
+      const waiter = this.pending.get(message.id);
+      if (waiter) {
+        this.pending.delete(message.id);
+        if (message.type === "invalid") waiter.reject(new Error(String(message.message)));
+        else waiter.resolve(message);
+        return;
+      }
+    }
+    this.onEvent(message as unknown as AgentEvent);
+  }
+}

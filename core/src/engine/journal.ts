@@ -1,0 +1,204 @@
+// Group commit. The engine mutates its in-memory state synchronously and records here what
+// changed (dirty runs, steps, attempts) plus the events to append; one flush per tick writes
+// it all in ONE transaction. Side effects that must follow durability — launching a task,
+// answering a Report, acknowledging a backend status, waking watchers — are queued with
+// `afterCommit` and run only once the transaction that recorded their cause has committed.
+import type { BatchWriter } from "../store/runs/batch-writer.js";
+import {
+  type ArtifactRow,
+  type EventRow,
+  emptyBatch,
+  type ImageRow,
+  type WriteBatch,
+} from "../store/runs/rows.js";
+import type { AttemptState, RunState, StepState } from "./model.js";
+import { type Notifier, runKey } from "./notifier.js";
+
+/** Flush at once when this many rows are pending, instead of waiting for the tick to end. */
+const MAX_PENDING_EVENTS = 20_000;
+
+export class Journal {
+  private runs = new Set<RunState>();
+  private steps = new Set<StepState>();
+  private attempts = new Set<AttemptState>();
+  private events: EventRow[] = [];
+  private images: ImageRow[] = [];
+  private artifacts: ArtifactRow[] = [];
+  private requestKeys: WriteBatch["requestKeys"] = [];
+  private after: Array<() => void> = [];
+  private touched = new Set<string>();
+  private scheduled = false;
+  private flushing: Promise<void> | undefined;
+  private failure: Error | undefined;
+  /** Called before each flush (the scheduler places queued work here so launches share it). */
+  beforeFlush: () => void = () => {};
+  onError: (err: Error) => void = () => {};
+  flushes = 0;
+
+  constructor(
+    private readonly writer: BatchWriter,
+    private readonly notifier: Notifier,
+  ) {}
+
+  run(run: RunState): void {
+    if (!run.dirty) {
+      run.dirty = true;
+      this.runs.add(run);
+    }
+    this.schedule();
+  }
+
+  step(step: StepState): void {
+    if (!step.dirty) {
+      step.dirty = true;
+      this.steps.add(step);
+    }
+    this.schedule();
+  }
+
+  attempt(attempt: AttemptState): void {
+    if (!attempt.dirty) {
+      attempt.dirty = true;
+      this.attempts.add(attempt);
+    }
+    this.schedule();
+  }
+
+  event(run: RunState, row: EventRow): void {
+    this.events.push(row);
+    this.touched.add(run.id);
+    if (this.events.length >= MAX_PENDING_EVENTS) this.kick();
+    else this.schedule();
+  }
+
+  image(row: ImageRow): void {
+    this.images.push(row);
+    this.schedule();
+  }
+
+  artifact(row: ArtifactRow): void {
+    this.artifacts.push(row);
+    this.schedule();
+  }
+
+  requestKey(key: string, resultJson: string): void {
+    this.requestKeys.push([key, resultJson, Date.now()]);
+    this.schedule();
+  }
+
+  /** Runs `fn` after the commit that includes everything recorded so far. */
+  afterCommit(fn: () => void): void {
+    this.after.push(fn);
+    this.schedule();
+  }
+
+  /** Resolves once everything recorded so far is committed. */
+  committed(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve) => this.afterCommit(resolve));
+  }
+
+  /** Publishes `key` after the next commit (e.g. an attempt that ended). */
+  touch(key: string): void {
+    this.touched.add(key);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.kick());
+  }
+
+  private kick(): void {
+    this.scheduled = false;
+    if (this.flushing) {
+      // The next flush starts when this one ends (see flush's finally).
+      return;
+    }
+    this.flushing = this.flush().finally(() => {
+      this.flushing = undefined;
+      if (this.hasWork()) this.schedule();
+    });
+  }
+
+  private hasWork(): boolean {
+    return (
+      this.runs.size > 0 ||
+      this.steps.size > 0 ||
+      this.attempts.size > 0 ||
+      this.events.length > 0 ||
+      this.images.length > 0 ||
+      this.artifacts.length > 0 ||
+      this.requestKeys.length > 0 ||
+      this.after.length > 0 ||
+      this.touched.size > 0
+    );
+  }
+
+  private async flush(): Promise<void> {
+    this.beforeFlush();
+    if (!this.hasWork()) return;
+    const batch = emptyBatch();
+    for (const step of this.steps) {
+      step.dirty = false;
+      const run = step.scope.run;
+      if (step.persistedStatus !== step.status) {
+        if (step.persistedStatus >= 0) run.counts[step.persistedStatus] = (run.counts[step.persistedStatus] ?? 0) - 1;
+        run.counts[step.status] = (run.counts[step.status] ?? 0) + 1;
+        step.persistedStatus = step.status;
+      }
+      batch.steps.push(step.toRow());
+    }
+    for (const run of this.runs) {
+      run.dirty = false;
+      run.fresh = false;
+      batch.runs.push(run.toRow());
+    }
+    for (const a of this.attempts) {
+      a.dirty = false;
+      batch.attempts.push(a.toRow());
+    }
+    batch.events = this.events;
+    batch.images = this.images;
+    batch.artifacts = this.artifacts;
+    batch.requestKeys = this.requestKeys;
+    const after = this.after;
+    const touched = this.touched;
+    this.runs = new Set();
+    this.steps = new Set();
+    this.attempts = new Set();
+    this.events = [];
+    this.images = [];
+    this.artifacts = [];
+    this.requestKeys = [];
+    this.after = [];
+    this.touched = new Set();
+    try {
+      await this.writer.write(batch);
+      this.flushes++;
+    } catch (err) {
+      // The in-memory state is now ahead of the database; the only safe course is to stop
+      // and let recovery rebuild from what was committed.
+      this.failure = err as Error;
+      this.onError(err as Error);
+      return;
+    }
+    for (const fn of after) {
+      try {
+        fn();
+      } catch (err) {
+        this.onError(err as Error);
+      }
+    }
+    for (const key of touched) this.notifier.publish(key.includes(":") ? key : runKey(key));
+  }
+
+  /** Flushes everything pending now (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.flushing || this.hasWork()) {
+      if (this.flushing) await this.flushing;
+      else this.kick();
+    }
+  }
+}

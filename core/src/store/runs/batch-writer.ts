@@ -1,0 +1,160 @@
+// The hot-path writer of the run tables. The engine group-commits: everything that happened
+// in one tick (thousands of step transitions and events) is written in ONE transaction. knex
+// query building per row is far too slow for that (20k step completions/s), so this module
+// writes rows directly: on SQLite through prepared better-sqlite3 statements (synchronous and
+// fast inside one transaction), on PostgreSQL as multi-row `INSERT .. ON CONFLICT` statements
+// in one knex transaction. Both use the portable `ON CONFLICT (pk) DO UPDATE` upsert.
+import type { Knex } from "knex";
+import { dialectOf } from "../db.js";
+import {
+  ARTIFACT_COLUMNS,
+  ATTEMPT_COLUMNS,
+  EVENT_COLUMNS,
+  IMAGE_COLUMNS,
+  RUN_COLUMNS,
+  STEP_COLUMNS,
+  type WriteBatch,
+} from "./rows.js";
+
+export interface BatchWriter {
+  /** Writes the batch in one transaction; resolves once it is durable (committed). */
+  write(batch: WriteBatch): Promise<void>;
+}
+
+interface TableSpec {
+  table: string;
+  columns: readonly string[];
+  /** Primary-key columns for upserts; empty means plain insert. */
+  key: readonly string[];
+}
+
+const TABLES = {
+  runs: { table: "runs", columns: RUN_COLUMNS, key: ["id"] },
+  steps: { table: "step_instances", columns: STEP_COLUMNS, key: ["run_id", "path"] },
+  attempts: { table: "attempts", columns: ATTEMPT_COLUMNS, key: ["run_id", "path", "number"] },
+  events: { table: "run_events", columns: EVENT_COLUMNS, key: [] },
+  images: { table: "step_images", columns: IMAGE_COLUMNS, key: ["run_id", "path", "name"] },
+  artifacts: { table: "artifacts", columns: ARTIFACT_COLUMNS, key: [] },
+  requestKeys: {
+    table: "request_keys",
+    columns: ["key", "result_json", "created_at"],
+    key: ["key"],
+  },
+} satisfies Record<keyof WriteBatch, TableSpec>;
+
+const ORDER: Array<keyof WriteBatch> = [
+  "runs",
+  "steps",
+  "attempts",
+  "events",
+  "images",
+  "artifacts",
+  "requestKeys",
+];
+
+function insertSql(spec: TableSpec, rowCount: number, placeholder: (i: number) => string): string {
+  const cols = spec.columns.join(", ");
+  const rows: string[] = [];
+  let n = 0;
+  for (let r = 0; r < rowCount; r++) {
+    const ph: string[] = [];
+    for (let c = 0; c < spec.columns.length; c++) ph.push(placeholder(n++));
+    rows.push(`(${ph.join(", ")})`);
+  }
+  let sql = `INSERT INTO ${spec.table} (${cols}) VALUES ${rows.join(", ")}`;
+  if (spec.key.length > 0) {
+    const updates = spec.columns
+      .filter((c) => !spec.key.includes(c))
+      .map((c) => `${c} = excluded.${c}`)
+      .join(", ");
+    sql += ` ON CONFLICT (${spec.key.join(", ")}) DO UPDATE SET ${updates}`;
+  }
+  return sql;
+}
+
+/** The raw better-sqlite3 handle under a knex SQLite instance (pool of one connection). */
+interface SqliteHandle {
+  prepare(sql: string): { run(...params: unknown[]): unknown };
+  transaction<F extends (...args: never[]) => unknown>(fn: F): F;
+  readonly inTransaction: boolean;
+}
+
+class SqliteBatchWriter implements BatchWriter {
+  private statements: Map<keyof WriteBatch, { run(...params: unknown[]): unknown }> | undefined;
+  private writeAll: ((batch: WriteBatch) => void) | undefined;
+
+  constructor(private readonly handle: SqliteHandle) {}
+
+  private prepare(): (batch: WriteBatch) => void {
+    const statements = new Map<keyof WriteBatch, { run(...params: unknown[]): unknown }>();
+    for (const name of ORDER) {
+      statements.set(name, this.handle.prepare(insertSql(TABLES[name], 1, () => "?")));
+    }
+    this.statements = statements;
+    return this.handle.transaction((batch: WriteBatch) => {
+      for (const name of ORDER) {
+        const rows = batch[name] as unknown[][];
+        if (rows.length === 0) continue;
+        const stmt = statements.get(name);
+        if (!stmt) continue;
+        for (const row of rows) stmt.run(...row);
+      }
+    });
+  }
+
+  async write(batch: WriteBatch): Promise<void> {
+    // A knex transaction on the shared connection may be open across an await (a deploy, a
+    // migration); our statements would then join it. Wait for it to finish instead.
+    while (this.handle.inTransaction) await new Promise((r) => setImmediate(r));
+    this.writeAll ??= this.prepare();
+    this.writeAll(batch);
+  }
+}
+
+// PostgreSQL allows 65535 bind parameters per statement.
+const PG_MAX_PARAMS = 30_000;
+
+class PostgresBatchWriter implements BatchWriter {
+  private readonly sqlCache = new Map<string, string>();
+  constructor(private readonly db: Knex) {}
+
+  private sql(name: keyof WriteBatch, rowCount: number): string {
+    const cacheKey = `${name}:${rowCount}`;
+    let sql = this.sqlCache.get(cacheKey);
+    if (!sql) {
+      sql = insertSql(TABLES[name], rowCount, () => "?");
+      if (this.sqlCache.size > 2000) this.sqlCache.clear();
+      this.sqlCache.set(cacheKey, sql);
+    }
+    return sql;
+  }
+
+  async write(batch: WriteBatch): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      for (const name of ORDER) {
+        const rows = batch[name] as unknown[][];
+        if (rows.length === 0) continue;
+        const perStatement = Math.max(1, Math.floor(PG_MAX_PARAMS / TABLES[name].columns.length));
+        for (let i = 0; i < rows.length; i += perStatement) {
+          const chunk = rows.slice(i, i + perStatement);
+          const bindings: unknown[] = [];
+          for (const row of chunk) for (const v of row) bindings.push(v);
+          await trx.raw(this.sql(name, chunk.length), bindings as Knex.RawBinding[]);
+        }
+      }
+    });
+  }
+}
+
+export async function createBatchWriter(db: Knex): Promise<BatchWriter> {
+  if (dialectOf(db) === "postgres") return new PostgresBatchWriter(db);
+  const client = db.client as {
+    acquireConnection(): Promise<SqliteHandle>;
+    releaseConnection(conn: SqliteHandle): Promise<void>;
+  };
+  // The pool holds exactly one connection for the process lifetime; borrowing its handle
+  // lets the writer run synchronously without queueing behind knex's pool for every batch.
+  const handle = await client.acquireConnection();
+  await client.releaseConnection(handle);
+  return new SqliteBatchWriter(handle);
+}

@@ -1,0 +1,151 @@
+"""The in-job reporter: batches report items and sends them with JobService.Report from a
+background thread, so `kaon.job.progress(...)` in a hot loop costs a list append.
+
+Batches go out when they reach `max_batch` items or `interval` seconds after their first
+item, and at interpreter exit. Each batch carries a sequence number, so a batch re-sent after
+a lost response is applied once. While core is briefly away (UNAVAILABLE) a batch is retried
+with backoff for up to `retry_for` seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import time
+
+import grpc
+
+from kaon._client import RawClient
+from kaon._errors import KaonError
+from kaon.v1 import job_service_pb2, run_pb2
+
+_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class Reporter:
+    """Sends report items in batches; thread-safe."""
+
+    def __init__(
+        self,
+        raw: RawClient,
+        *,
+        max_batch: int = 200,
+        interval: float = 0.5,
+        retry_for: float = 120.0,
+    ) -> None:
+        self._raw = raw
+        self._max_batch = max_batch
+        self._interval = interval
+        self._retry_for = retry_for
+        self._items: list[run_pb2.ReportItem] = []
+        self._first_at = 0.0
+        self._sending = False
+        self._closed = False
+        self._gave_up = False
+        self._next_sequence: int | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="kaon-reporter", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def add(self, item: run_pb2.ReportItem) -> None:
+        """Queues one item."""
+        with self._cond:
+            if self._closed:
+                raise KaonError("kaon.job: the reporter is closed (the process is exiting)")
+            if not self._items:
+                self._first_at = time.monotonic()
+            self._items.append(item)
+            if len(self._items) >= self._max_batch or len(self._items) == 1:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Sends everything queued; returns False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._first_at = -1e9  # makes the pending batch due now
+            self._cond.notify_all()
+            while self._items or self._sending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Flushes (bounded by the retry window) and stops the background thread."""
+        with self._cond:
+            if self._closed:
+                return
+        self.flush(self._retry_for + 5)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed and not self._items:
+                        return
+                    if self._items:
+                        due = self._first_at + self._interval - time.monotonic()
+                        if due <= 0 or len(self._items) >= self._max_batch or self._closed:
+                            break
+                        self._cond.wait(due)
+                    else:
+                        self._cond.wait()
+                batch = self._items[: self._max_batch]
+                del self._items[: self._max_batch]
+                if self._items:
+                    self._first_at = time.monotonic() - self._interval  # rest is due too
+                self._sending = True
+            try:
+                self._send(batch)
+            finally:
+                with self._cond:
+                    self._sending = False
+                    self._cond.notify_all()
+
+    def _sequence(self) -> int:
+        """The next batch number. Asks core once where this attempt's sequence stands (an
+        empty batch numbered 0 applies nothing and returns the highest applied), so that a
+        second process of the same attempt continues the count instead of being ignored.
+        """
+        if self._next_sequence is None:
+            try:
+                response = self._call(job_service_pb2.ReportRequest(sequence=0))
+                self._next_sequence = response.applied_sequence + 1
+            except KaonError:
+                self._next_sequence = 1
+        return self._next_sequence
+
+    def _call(self, request: job_service_pb2.ReportRequest) -> job_service_pb2.ReportResponse:
+        deadline = time.monotonic() + self._retry_for
+        backoff = 0.2
+        while True:
+            try:
+                return self._raw.jobs.Report(request, timeout=10, metadata=self._raw._metadata)
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                if code in _TRANSIENT and time.monotonic() + backoff < deadline:
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                raise self._raw._error(error, "send job reports", False) from None
+
+    def _send(self, batch: list[run_pb2.ReportItem]) -> None:
+        if self._gave_up:
+            return
+        sequence = self._sequence()
+        request = job_service_pb2.ReportRequest(sequence=sequence, items=batch)
+        try:
+            response = self._call(request)
+        except KaonError as error:
+            if error.code == grpc.StatusCode.UNAUTHENTICATED:
+                self._gave_up = True  # the attempt has ended; nothing later can get through
+            print(f"kaon.job: {len(batch)} report(s) lost: {error}", file=sys.stderr)
+            return
+        self._next_sequence = max(sequence, response.applied_sequence) + 1

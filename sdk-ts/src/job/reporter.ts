@@ -1,0 +1,137 @@
+// Batches in-job reports into JobService.Report calls. Reports queue in memory and go out as
+// one batch when the queue is large, after a short interval, on `flush()`, or when the process
+// is about to exit (beforeExit). One batch is in flight at a time so the server applies them in
+// order; each batch carries a sequence number that is reused on every retry, so a batch the
+// server already applied (whose acknowledgement was lost) is acknowledged and ignored, never
+// applied twice. While core is briefly away (UNAVAILABLE, deadline) the batch is retried with
+// backoff for up to `retryForMs`.
+import type { JobServiceDefinition, ReportItem } from "@kaon/proto";
+import type { Client } from "nice-grpc";
+import { ConnectionError, DeadlineExceededError, KaonError } from "../errors.js";
+
+/** Tuning of a Reporter; the defaults suit a job that reports a few times a second or less. */
+export interface ReporterOptions {
+  /** Items per batch; a full queue is sent at once. Default 500. */
+  maxBatchItems?: number;
+  /** Longest time an item waits before its batch is sent, in ms. Default 200. */
+  flushIntervalMs?: number;
+  /** How long a batch is retried while core is unreachable, in ms. Default 120 000. */
+  retryForMs?: number;
+  /** First retry backoff in ms (doubling up to 2 s). Default 50. */
+  initialBackoffMs?: number;
+  /**
+   * Sequence number of the first batch. Default: microseconds since the epoch at creation,
+   * so that several reporters of one attempt that run one after another (a script calling
+   * `kaon job output` twice) keep increasing sequences for the server's high-water mark.
+   */
+  sequenceStart?: number;
+  /** Called after each failed delivery attempt that will be retried. */
+  onRetry?: (error: unknown, sequence: number, attempt: number) => void;
+}
+
+/** Sends queued report items to JobService.Report. */
+export class Reporter {
+  private queue: ReportItem[] = [];
+  private nextSequence: number;
+  private chain: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private failure: unknown;
+  private readonly maxBatchItems: number;
+  private readonly flushIntervalMs: number;
+  private readonly retryForMs: number;
+  private readonly initialBackoffMs: number;
+  private readonly onRetry: ReporterOptions["onRetry"];
+  /** Highest sequence the server acknowledged. */
+  appliedSequence = 0;
+
+  constructor(
+    private readonly jobs: Client<typeof JobServiceDefinition>,
+    options: ReporterOptions = {},
+  ) {
+    this.maxBatchItems = Math.max(1, options.maxBatchItems ?? 500);
+    this.flushIntervalMs = options.flushIntervalMs ?? 200;
+    this.retryForMs = options.retryForMs ?? 120_000;
+    this.initialBackoffMs = options.initialBackoffMs ?? 50;
+    this.nextSequence = options.sequenceStart ?? Date.now() * 1000;
+    this.onRetry = options.onRetry;
+  }
+
+  /** Items queued and not yet acknowledged by a sent batch. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Queues an item; it goes out with the next batch. */
+  add(item: ReportItem): void {
+    this.queue.push(item);
+    if (this.queue.length >= this.maxBatchItems) {
+      this.sendQueued();
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.sendQueued(), this.flushIntervalMs);
+      // A pending interval must not keep a finished job alive; beforeExit flushes instead.
+      this.timer.unref();
+    }
+  }
+
+  /**
+   * Sends everything queued so far and resolves once the server acknowledged it. Rejects with
+   * the first failure since the last flush (e.g. a report the server refused).
+   */
+  async flush(): Promise<void> {
+    this.sendQueued();
+    await this.chain;
+    const failure = this.failure;
+    this.failure = undefined;
+    if (failure !== undefined) throw failure;
+  }
+
+  /** True when nothing is queued or in flight. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.timer === undefined && !this.busy;
+  }
+  private busy = false;
+
+  private sendQueued(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    while (this.queue.length > 0) {
+      const items = this.queue.splice(0, this.maxBatchItems);
+      const sequence = this.nextSequence++;
+      this.chain = this.chain.then(() => this.send(sequence, items));
+    }
+  }
+
+  private async send(sequence: number, items: ReportItem[]): Promise<void> {
+    this.busy = true;
+    const started = Date.now();
+    let backoff = this.initialBackoffMs;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const response = await this.jobs.report({ sequence, items });
+          this.appliedSequence = Math.max(this.appliedSequence, response.appliedSequence);
+          return;
+        } catch (err) {
+          const transient = err instanceof ConnectionError || err instanceof DeadlineExceededError;
+          if (!transient) throw err;
+          if (Date.now() - started >= this.retryForMs) {
+            throw new KaonError(
+              `kaon core was unreachable for ${Math.round(this.retryForMs / 1000)} s; ` +
+                `${items.length} report(s) of batch ${sequence} were not delivered`,
+              { code: "UNAVAILABLE", cause: err },
+            );
+          }
+          this.onRetry?.(err, sequence, attempt);
+          await new Promise((resolve) => setTimeout(resolve, backoff));
+          backoff = Math.min(backoff * 2, 2_000);
+        }
+      }
+    } catch (err) {
+      this.failure ??= err;
+    } finally {
+      this.busy = false;
+    }
+  }
+}

@@ -1,0 +1,31 @@
+"""Vector `branches`: an XOR split with conditions and an otherwise, an AND fan-out with a
+conditional edge, and joins (ALL by default, ANY when asked).
+"""
+
+import kaon
+
+
+def workflow() -> kaon.Workflow:
+    """The vector's workflow."""
+    with kaon.Workflow("vectors.branches", description="branch and join") as wf:
+        check = kaon.command("check", argv=["./check.sh"])
+        small = kaon.command("small", argv=["./small.sh"])
+        large = kaon.command("large", argv=["./large.sh"])
+        huge = kaon.command("huge", argv=["./huge.sh"])
+        merge = kaon.noop("merge", join="any")
+        (
+            check.branch(xor=True)
+            .when(f"{check.outputs['rows']} < 1000", small)
+            .when(f"{check.outputs['rows']} < 1000000", large)
+            .otherwise(huge)
+            >> merge
+        )
+
+        report = kaon.command("report", argv=["./report.sh"])
+        archive = kaon.command("archive", argv=["./archive.sh"])
+        notify = kaon.http("notify", url="http://127.0.0.1:9000/hook", method="POST")
+        done = kaon.noop("done")
+        merge >> [report, archive]
+        merge.branch().when("params.notify", notify)
+        kaon.parallel(report, archive, notify) >> done
+    return wf
