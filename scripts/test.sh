@@ -25,7 +25,6 @@ for arg in "$@"; do
   esac
 done
 
-export CI="${CI:-}"
 # Test output is read in logs, not terminals: no colour codes unless on a TTY.
 [[ -t 1 ]] || export NO_COLOR=1 FORCE_COLOR=0
 
@@ -117,16 +116,20 @@ else
   check "python format: ruff format --check" "$venv_bin/ruff" format --check "${ruff_args[@]}" "${py_targets[@]}"
 fi
 
+# These functions run several commands and must fail if any does; they cannot rely on set -e,
+# which bash turns off inside a function called as `fn || ...` (as --keep-going does).
 py_mypy() {
+  local rc=0
   if ((have_sdk && ${#sdk_py[@]} > 0)); then
     # sdk-python/pyproject.toml's [tool.mypy] (strict, src layout, generated code excluded).
-    local targets=(-p kaon)
-    [[ -d sdk-python/tests ]] && compgen -G 'sdk-python/tests/*.py' >/dev/null && targets+=(tests)
-    (cd sdk-python && "$venv_bin/mypy" "${targets[@]}")
+    local targets=(src/kaon)
+    if compgen -G 'sdk-python/tests/*.py' >/dev/null; then targets+=(tests); fi
+    (cd sdk-python && "$venv_bin/mypy" "${targets[@]}") || rc=1
   fi
   if ((${#root_py[@]} > 0)); then
-    MYPYPATH=sdk-python/src "$venv_bin/mypy" --strict "${root_py[@]}"
+    MYPYPATH=sdk-python/src "$venv_bin/mypy" --strict "${root_py[@]}" || rc=1
   fi
+  return "$rc"
 }
 if ((${#py_targets[@]} == 0)); then
   skipped "python types: mypy" "no hand-written Python yet"
@@ -136,15 +139,17 @@ fi
 
 check "typescript tests: vitest (with PostgreSQL)" npx --no-install vitest run
 
-mapfile -t sdk_py_tests < <(printf '%s\n' "${sdk_py[@]}" | grep -E '^sdk-python/tests/.*(/test_[^/]*|_test)\.py$' || true)
+mapfile -t sdk_py_tests < <(printf '%s\n' "${sdk_py[@]}" | grep -E '^sdk-python/tests/(.*/)?(test_[^/]*|[^/]*_test)\.py$' || true)
 py_tests() {
+  local rc=0
   if ((${#sdk_py_tests[@]} > 0)); then
     # sdk-python/pyproject.toml's [tool.pytest.ini_options] applies (cwd sdk-python).
-    (cd sdk-python && "$venv_bin/pytest" -q)
+    (cd sdk-python && "$venv_bin/pytest" -q) || rc=1
   fi
   if ((${#root_py_tests[@]} > 0)); then
-    "$venv_bin/pytest" -q "${root_py_tests[@]}"
+    "$venv_bin/pytest" -q "${root_py_tests[@]}" || rc=1
   fi
+  return "$rc"
 }
 # pytest exits 5 when it collects nothing; that is only acceptable when no test file exists,
 # so that case is decided here, by looking, and pytest never runs on an empty set.

@@ -22,7 +22,7 @@ const defaultGrace = 10 * time.Second
 
 type agent struct {
 	dir        string
-	tasksDir   string
+	journal    *journal
 	devNull    *os.File
 	pathEnv    string // the agent's own PATH, given to jobs whose env has none
 	orphanPoll time.Duration
@@ -54,7 +54,6 @@ func newAgent(dir string, orphanPoll time.Duration) (*agent, error) {
 	}
 	return &agent{
 		dir:        dir,
-		tasksDir:   filepath.Join(dir, "tasks"),
 		devNull:    devNull,
 		pathEnv:    os.Getenv("PATH"),
 		orphanPoll: orphanPoll,
@@ -70,6 +69,8 @@ func (a *agent) taskCount() int {
 }
 
 func nowMs() int64 { return time.Now().UnixMilli() }
+
+func (a *agent) journalPath() string { return filepath.Join(a.dir, "tasks.journal") }
 
 // ---- connections -------------------------------------------------------------------------
 
@@ -232,11 +233,12 @@ func (a *agent) runTask(t *task, req *request) {
 	rec := t.rec
 	a.mu.Unlock()
 	// Recorded before `started` is reported, so a restarted agent can re-adopt the process.
-	if err := a.writeRecord(&rec); err != nil {
-		log.Printf("task %s: cannot record launch: %v", rec.TaskID, err)
-	}
+	a.journal.put(&rec, func() {
+		a.mu.Lock()
+		a.emitLocked(event{Type: "started", TaskID: rec.TaskID, Pid: rec.Pid, Ts: now})
+		a.mu.Unlock()
+	})
 	a.mu.Lock()
-	a.emitLocked(event{Type: "started", TaskID: rec.TaskID, Pid: rec.Pid, Ts: now})
 	if t.kill != nil { // asked for while the process was being started
 		a.deliverKillLocked(t, t.kill)
 	}
@@ -428,14 +430,13 @@ func (a *agent) finish(t *task, fill func(*record)) {
 		// its whole group with it.
 		_ = syscall.Kill(-rec.Pid, syscall.SIGKILL)
 	}
-	if err := a.writeRecord(&rec); err != nil {
-		log.Printf("task %s: cannot record its end: %v", rec.TaskID, err)
-	}
-	a.mu.Lock()
-	t.rec = rec
-	t.proc = nil
-	a.emitLocked(rec.terminalEvent())
-	a.mu.Unlock()
+	a.journal.put(&rec, func() {
+		a.mu.Lock()
+		t.rec = rec
+		t.proc = nil
+		a.emitLocked(rec.terminalEvent())
+		a.mu.Unlock()
+	})
 }
 
 // ---- kill and ack ------------------------------------------------------------------------
@@ -502,9 +503,7 @@ func (a *agent) ack(taskID string) {
 		return // unknown (acknowledged before) or still running: nothing to forget
 	}
 	delete(a.tasks, taskID)
-	if err := os.Remove(a.recordPath(taskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		log.Printf("task %s: cannot delete its record: %v", taskID, err)
-	}
+	a.journal.del(taskID)
 }
 
 // ---- bench -------------------------------------------------------------------------------

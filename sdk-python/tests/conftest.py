@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,11 @@ def server() -> Iterator[Server]:
         log.append(line)
         if "listening" in line:
             break
+    # Keep draining the log so the server never blocks on a full pipe.
+    threading.Thread(
+        target=lambda: [log.append(x.decode("utf-8", "replace")) for x in process.stdout or []],
+        daemon=True,
+    ).start()
     info = json.loads((data_dir / "server.json").read_text())
     token = (data_dir / "admin.token").read_text().strip()
     yield Server(process, data_dir, info["grpc"], token)
@@ -113,4 +119,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return
     error = outcome.excinfo[1] if outcome.excinfo else None
     if isinstance(error, kaon.UnimplementedError) and not REQUIRE_SERVER:
-        outcome.force_exception(pytest.skip.Exception(f"core does not implement it yet: {error}"))
+        outcome.force_exception(
+            pytest.skip.Exception(
+                f"core does not implement it yet: {error}", _use_item_location=True
+            )
+        )

@@ -5,6 +5,7 @@
 // status) is deferred with journal.afterCommit. The engine is event-driven: a finished step
 // resolves its outgoing edges at once, ready work is placed on held offers in the same tick,
 // and timers exist only for real time (backoff, timeouts).
+import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -988,7 +989,15 @@ export class Engine {
   }
 
   private taskIdFor(step: StepState, attempt: number): string {
-    return `${step.scope.run.id}.${step.path.replaceAll("/", ":")}.${attempt}`;
+    // Backends accept [A-Za-z0-9._-]; step ids never contain '.', so this stays unique.
+    const path = step.path
+      .replace(/\//g, ".")
+      .replace(/\[(\d+)\]/g, ".i$1")
+      .replace(/@(\d+)/g, ".l$1");
+    const id = `${step.scope.run.id}.${path}.${attempt}`;
+    if (id.length <= 200) return id;
+    const digest = createHash("sha256").update(step.path).digest("hex").slice(0, 32);
+    return `${step.scope.run.id}.h${digest}.${attempt}`;
   }
 
   private queueTask(step: StepState, type: ProcessStepType): void {
@@ -1151,6 +1160,13 @@ export class Engine {
     }
     for (const offerId of launches.keys()) this.offers.delete(offerId);
     for (const w of result.waiting) this.setReason(w.task.step, w.reason);
+    if (this.pendingCount > 0) {
+      // Work is left that the held offers cannot take: return them, so the backend offers
+      // again as soon as free resources change (a refusal lasts until they do).
+      const unused = [...this.offers.keys()];
+      for (const id of unused) this.offers.delete(id);
+      if (unused.length > 0) this.opts.backend.decline(unused);
+    }
     if (launches.size > 0) {
       const backend = this.opts.backend;
       this.journal.afterCommit(() => {
@@ -2076,6 +2092,17 @@ export class Engine {
   liveStepCounts(runId: string): Record<string, number> | undefined {
     const run = this.runs.get(runId);
     return run ? (JSON.parse(run.stepCountsJson()) as Record<string, number>) : undefined;
+  }
+
+  /** Records an idempotency key of a mutating call (restart, announce) durably. */
+  async recordRequest(key: string, resultJson: string): Promise<void> {
+    this.journal.requestKey(key, resultJson);
+    await this.journal.committed();
+  }
+
+  /** The namespace of a live run. */
+  runNamespace(runId: string): string | undefined {
+    return this.runs.get(runId)?.namespace;
   }
 
   isLive(runId: string): boolean {

@@ -256,8 +256,9 @@ export function checkEnv(check: ConfigCheck, key = "env"): Record<string, string
     keyRule: "letters, digits and _, not starting with a digit",
     template: true,
   });
-  if (!env) return undefined;
-  for (const name of Object.keys(env)) {
+  const raw = check.value(key);
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return env;
+  for (const name of Object.keys(raw)) {
     if (name.startsWith("KAON_")) {
       check.add(
         `${check.field(key)}.${name}`,

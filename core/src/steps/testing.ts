@@ -37,7 +37,13 @@ export interface RecordedReports {
 
 /** A reporter and the record of what it was told. */
 export function recordingReporter(): { reporter: StepReporter; reports: RecordedReports } {
-  const reports: RecordedReports = { outputs: {}, progress: [], milestones: [], links: [], messages: [] };
+  const reports: RecordedReports = {
+    outputs: {},
+    progress: [],
+    milestones: [],
+    links: [],
+    messages: [],
+  };
   const reporter: StepReporter = {
     output: (name, value) => {
       reports.outputs[name] = value;

@@ -11,7 +11,6 @@ stderr; a payload that cannot be loaded exits 2.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -83,7 +82,7 @@ def _deliver(outputs: dict[str, Any], work_dir: Path) -> None:
     if os.environ.get("KAON_OUTPUT"):  # also read by core at exit: survives a lost report
         with open(os.environ["KAON_OUTPUT"], "a", encoding="utf-8") as out:
             for key, value in outputs.items():
-                out.write(f"{key}={json.dumps(value, ensure_ascii=False)}\n")
+                out.write(f"{key}={canonical_json_text(value)}\n")
 
 
 if __name__ == "__main__":

@@ -20,19 +20,29 @@ export interface ReporterOptions {
   /** First retry backoff in ms (doubling up to 2 s). Default 50. */
   initialBackoffMs?: number;
   /**
-   * Sequence number of the first batch. Default: microseconds since the epoch at creation,
-   * so that several reporters of one attempt that run one after another (a script calling
-   * `kaon job output` twice) keep increasing sequences for the server's high-water mark.
+   * Sequence number of the first batch, then one more per batch. Default: each batch takes
+   * the current time in microseconds (strictly increasing within the process), so reporters
+   * of one attempt that run one after another (a script calling `kaon job output` twice, an
+   * SDK in a child process) keep increasing sequences for the server's high-water mark.
    */
   sequenceStart?: number;
   /** Called after each failed delivery attempt that will be retried. */
   onRetry?: (error: unknown, sequence: number, attempt: number) => void;
 }
 
+let lastIssued = 0;
+
+/** Microseconds since the epoch, strictly increasing within this process. */
+function issueTimeSequence(): number {
+  const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  lastIssued = Math.max(lastIssued + 1, micros);
+  return lastIssued;
+}
+
 /** Sends queued report items to JobService.Report. */
 export class Reporter {
   private queue: ReportItem[] = [];
-  private nextSequence: number;
+  private nextSequence: number | undefined;
   private chain: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private failure: unknown;
@@ -52,7 +62,7 @@ export class Reporter {
     this.flushIntervalMs = options.flushIntervalMs ?? 200;
     this.retryForMs = options.retryForMs ?? 120_000;
     this.initialBackoffMs = options.initialBackoffMs ?? 50;
-    this.nextSequence = options.sequenceStart ?? Date.now() * 1000;
+    this.nextSequence = options.sequenceStart;
     this.onRetry = options.onRetry;
   }
 
@@ -98,7 +108,8 @@ export class Reporter {
     }
     while (this.queue.length > 0) {
       const items = this.queue.splice(0, this.maxBatchItems);
-      const sequence = this.nextSequence++;
+      const sequence =
+        this.nextSequence === undefined ? issueTimeSequence() : this.nextSequence++;
       this.chain = this.chain.then(() => this.send(sequence, items));
     }
   }

@@ -146,6 +146,27 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * A task's last state in the agent's journal: "running", "exited", ..., "deleted" after
+ * its ack, undefined if never recorded.
+ */
+export function journalState(dataDir: string, taskId: string): string | undefined {
+  let state: string | undefined;
+  let text = "";
+  try {
+    text = fs.readFileSync(path.join(dataDir, "agent", "tasks.journal"), "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n")) {
+    if (!line) continue;
+    const entry = JSON.parse(line) as { put?: { taskId: string; state: string }; del?: string };
+    if (entry.put?.taskId === taskId) state = entry.put.state;
+    else if (entry.del === taskId) state = "deleted";
+  }
+  return state;
+}
+
 /** Kills the agent of a data directory, if one runs. */
 export function killAgent(dataDir: string): void {
   try {

@@ -59,7 +59,8 @@ function splitHostPort(entry: string): [string, string | undefined] {
 }
 
 function allowHint(url: URL): string {
-  return `add "${url.hostname}" (or "${url.host}") to the server's httpAllowedHosts`;
+  const entry = url.port ? `"${url.hostname}" or "${url.host}"` : `"${url.hostname}"`;
+  return `add ${entry} to the server's httpAllowedHosts`;
 }
 
 /** The part of a URL template before the path, if it contains no placeholder. */

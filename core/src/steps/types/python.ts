@@ -1,7 +1,7 @@
 // `python`: a script (inline source), a script file, a module, or a function shipped by the
 // Python SDK, run by a chosen interpreter or virtual environment. Function steps follow a
 // file contract with the SDK's runner (docs/step-types.md, "python function steps"): the plan
-// writes `function.py`, `function.json` and `call.pkl` into the attempt's working directory
+// writes `call.pkl` (and `function.py`, for people) into the attempt's working directory
 // and runs `<interpreter> -m kaon._function_runner <workDir>`.
 import { join } from "node:path";
 import { ConfigCheck, checkEnv, show } from "../config-check.js";
@@ -13,9 +13,10 @@ import { resolveCwd } from "./command.js";
 export const FUNCTION_RUNNER_MODULE = "kaon._function_runner";
 /** Files of the function-step contract, relative to the working directory. */
 export const FUNCTION_FILES = {
-  source: "function.py",
+  /** cloudpickle of `(function, args, kwargs)`: what the runner loads. */
   pickle: "call.pkl",
-  meta: "function.json",
+  /** The function's source, for people reading the working directory; the runner ignores it. */
+  source: "function.py",
 } as const;
 /** File an inline `script` is written to. */
 export const SCRIPT_FILE = "script.py";
@@ -66,7 +67,10 @@ export const pythonStepType: ProcessStepType = {
       const fn = config.function;
       const f = check.field("function");
       if (typeof fn !== "object" || fn === null || Array.isArray(fn)) {
-        check.add(f, `'function' must be an object {name, source, pickle_b64?}, got ${show(fn)}`);
+        check.add(
+          f,
+          `'function' must be an object {name, pickle_b64, source?, python?}, got ${show(fn)}`,
+        );
       } else {
         const sub = new ConfigCheck(fn, f, "python function").allowKeys([
           "name",
@@ -75,13 +79,8 @@ export const pythonStepType: ProcessStepType = {
           "python",
         ]);
         sub.string("name", { required: true });
-        const hasPickle = sub.has("pickle_b64");
-        sub.string("source", {
-          required: !hasPickle,
-          nonEmpty: !hasPickle,
-          maxLength: MAX_SCRIPT_LENGTH,
-        });
-        const b64 = sub.string("pickle_b64", { maxLength: MAX_PICKLE_B64_LENGTH });
+        sub.string("source", { nonEmpty: false, maxLength: MAX_SCRIPT_LENGTH });
+        const b64 = sub.string("pickle_b64", { required: true, maxLength: MAX_PICKLE_B64_LENGTH });
         if (b64 !== undefined && (!BASE64.test(b64) || b64.length % 4 !== 0)) {
           sub.add(sub.field("pickle_b64"), "is not base64 text");
         }
@@ -132,25 +131,14 @@ export const pythonStepType: ProcessStepType = {
       argv = [python, "-m", config.module, ...args];
     } else {
       const fn = config.function as JsonObject;
-      const hasPickle = typeof fn.pickle_b64 === "string" && fn.pickle_b64 !== "";
+      files.push({
+        path: FUNCTION_FILES.pickle,
+        content: new Uint8Array(Buffer.from(fn.pickle_b64 as string, "base64")),
+      });
       files.push({
         path: FUNCTION_FILES.source,
         content: typeof fn.source === "string" ? fn.source : "",
       });
-      files.push({
-        path: FUNCTION_FILES.meta,
-        content: `${JSON.stringify({
-          name: fn.name,
-          python: typeof fn.python === "string" ? fn.python : null,
-          pickle: hasPickle ? FUNCTION_FILES.pickle : null,
-        })}\n`,
-      });
-      if (hasPickle) {
-        files.push({
-          path: FUNCTION_FILES.pickle,
-          content: new Uint8Array(Buffer.from(fn.pickle_b64 as string, "base64")),
-        });
-      }
       argv = [python, "-m", FUNCTION_RUNNER_MODULE, ctx.workDir];
     }
     const env = renderConfigMap(config.env as Record<string, string> | undefined, scope, "env");

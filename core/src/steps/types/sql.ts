@@ -86,6 +86,91 @@ function bindings(ctx: StepContext): Knex.RawBinding[] | Record<string, Knex.Val
   return out;
 }
 
+function interrupted(signal: AbortSignal): Error {
+  return new Error(`sql interrupted: ${String(signal.reason ?? "aborted")}`);
+}
+
+type Binds = Knex.RawBinding[] | Record<string, Knex.Value> | undefined;
+type RowSink = (row: Record<string, unknown>) => Promise<void>;
+
+/** PostgreSQL: rows stream through a cursor (pg-query-stream), with backpressure. */
+async function runStreaming(
+  knex: Knex,
+  query: string,
+  binds: Binds,
+  write: RowSink,
+  signal: AbortSignal,
+) {
+  const raw = binds === undefined ? knex.raw(query) : knex.raw(query, binds as Knex.RawBinding[]);
+  const rows = raw.stream();
+  const onAbort = () => rows.destroy(interrupted(signal));
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for await (const row of rows) await write(row as Record<string, unknown>);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The subset of better-sqlite3 used here. */
+interface SqliteDatabase {
+  prepare(sql: string): {
+    reader: boolean;
+    iterate(...binds: unknown[]): IterableIterator<Record<string, unknown>>;
+    run(...binds: unknown[]): unknown;
+  };
+}
+
+/**
+ * SQLite: knex's stream cannot run statements that return no rows, so the statement is
+ * prepared on the pooled better-sqlite3 connection directly: readers are iterated (yielding to
+ * the event loop every 1,000 rows), everything else is run.
+ */
+async function runSqlite(
+  knex: Knex,
+  query: string,
+  binds: Binds,
+  write: RowSink,
+  signal: AbortSignal,
+) {
+  const client = knex.client as {
+    acquireConnection(): Promise<SqliteDatabase>;
+    releaseConnection(c: SqliteDatabase): Promise<void>;
+  };
+  const db = await client.acquireConnection();
+  try {
+    const stmt = db.prepare(query);
+    // Positional values are spread; named ones go as one object (`:name` in the query).
+    const spread: unknown[] =
+      binds === undefined ? [] : Array.isArray(binds) ? binds.map(sqliteValue) : [mapValues(binds)];
+    if (!stmt.reader) {
+      stmt.run(...spread);
+      return;
+    }
+    let n = 0;
+    for (const row of stmt.iterate(...spread)) {
+      await write(row);
+      if (++n % 1000 === 0) {
+        await new Promise((r) => setImmediate(r));
+        if (signal.aborted) throw interrupted(signal);
+      }
+    }
+  } finally {
+    await client.releaseConnection(db);
+  }
+}
+
+/** better-sqlite3 binds numbers, strings, bigints, buffers and null; not booleans. */
+function sqliteValue(v: unknown): unknown {
+  return typeof v === "boolean" ? (v ? 1 : 0) : v;
+}
+
+function mapValues(binds: Record<string, Knex.Value>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(binds)) out[k] = sqliteValue(v);
+  return out;
+}
+
 export const sqlStepType: InlineStepType = {
   kind: "inline",
   name: "sql",
@@ -136,25 +221,24 @@ export const sqlStepType: InlineStepType = {
     const query = ctx.config.query as string;
     const knex = knexFor(connection);
     const binds = bindings(ctx);
-    const raw = binds === undefined ? knex.raw(query) : knex.raw(query, binds as Knex.RawBinding[]);
     const rowsFile = join(ctx.workDir, ROWS_FILE);
     const out = createWriteStream(rowsFile);
-    const rows = raw.stream();
-    const onAbort = () =>
-      rows.destroy(new Error(`sql interrupted: ${String(signal.reason ?? "aborted")}`));
-    signal.addEventListener("abort", onAbort, { once: true });
     let count = 0;
+    const write = async (row: Record<string, unknown>) => {
+      if (!out.write(`${jsonRow(row)}\n`)) await once(out, "drain");
+      count++;
+    };
     try {
-      if (signal.aborted) onAbort();
-      for await (const row of rows) {
-        if (!out.write(`${jsonRow(row as Record<string, unknown>)}\n`)) await once(out, "drain");
-        count++;
+      if (signal.aborted) throw interrupted(signal);
+      if (knex.client.config.client === "better-sqlite3") {
+        await runSqlite(knex, query, binds, write, signal);
+      } else {
+        await runStreaming(knex, query, binds, write, signal);
       }
     } catch (e) {
-      const message = (e as Error).message;
-      throw new Error(`sql on connection '${name}' failed: ${message}`);
+      if (signal.aborted) throw interrupted(signal);
+      throw new Error(`sql on connection '${name}' failed: ${(e as Error).message}`);
     } finally {
-      signal.removeEventListener("abort", onAbort);
       out.end();
       await once(out, "close").catch(() => {});
     }

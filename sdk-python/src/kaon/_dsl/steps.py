@@ -54,14 +54,17 @@ def python(
     id: str,
     *,
     script: str | None = None,
+    path: str | None = None,
     module: str | None = None,
     function: Callable[..., Any] | None = None,
     args: Sequence[Any] | None = None,
     kwargs: Mapping[str, Any] | None = None,
     interpreter: str | None = None,
+    venv: str | None = None,
+    cwd: str | None = None,
     **options: Unpack[StepOptions],
 ) -> Step:
-    """Runs Python: inline `script=` source, a `module=` (`python -m`), or a `function=`.
+    """Runs Python: inline `script=` source, a script file `path=`, a `module=`, or a `function=`.
 
     A function (e.g. defined in a notebook cell) is shipped with its source and a cloudpickle
     of `(function, args, kwargs)`; on the compute side `python -m kaon._function_runner` calls
@@ -71,11 +74,14 @@ def python(
     Args:
         id: Step id.
         script: Python source to run.
+        path: A script file to run (may hold `${ <CEL> }` templates).
         module: Module to run as `python -m <module>`; `args` become its argv.
         function: A callable to call with `args` and `kwargs`.
         args: Positional arguments of the function, or argv of the module.
         kwargs: Keyword arguments of the function.
         interpreter: Python executable on the compute side; default the server's.
+        venv: A virtual environment to run in (alternative to `interpreter`).
+        cwd: Working directory; default the attempt's own.
         **options: Common step options.
     """
     config: dict[str, Any]
@@ -86,11 +92,11 @@ def python(
             raise TypeError(f"step {id!r}: kwargs= is only for function= steps")
         config = _given(
             script=script,
+            path=path,
             module=module,
             args=to_plain(list(args), f"step {id!r} args") if args is not None else None,
         )
-    if interpreter is not None:
-        config["interpreter"] = interpreter
+    config.update(_given(interpreter=interpreter, venv=venv, cwd=cwd))
     return Step(id, "python", config, **options)
 
 
@@ -137,10 +143,20 @@ def sql(
     *,
     query: str,
     connection: str | None = None,
+    query_params: Mapping[str, Any] | Sequence[Any] | None = None,
     **options: Unpack[StepOptions],
 ) -> Step:
-    """Runs a SQL statement on a named connection from the server's configuration."""
-    return Step(id, "sql", _given(connection=connection, query=query), **options)
+    """Runs a SQL statement on a named connection from the server's configuration.
+
+    Args:
+        id: Step id.
+        query: The statement; `:name` placeholders take values from `query_params`.
+        connection: A connection name configured on the server.
+        query_params: Bound values (config key `params`; values may be templates).
+        **options: Common step options.
+    """
+    config = _given(connection=connection, query=query, params=query_params)
+    return Step(id, "sql", config, **options)
 
 
 def http(
@@ -151,6 +167,7 @@ def http(
     headers: Mapping[str, str] | None = None,
     body: Any = None,
     expect_status: Sequence[int] | None = None,
+    timeout_seconds: float | None = None,
     **options: Unpack[StepOptions],
 ) -> Step:
     """Calls an HTTP endpoint from core; fails unless the status is expected (default 2xx)."""
@@ -160,6 +177,7 @@ def http(
         headers=dict(headers) if headers is not None else None,
         body=body,
         expect_status=list(expect_status) if expect_status is not None else None,
+        timeout_seconds=timeout_seconds,
     )
     return Step(id, "http", config, **options)
 

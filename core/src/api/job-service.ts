@@ -1,0 +1,83 @@
+// JobService (job_service.proto): what a running job calls with its step-scoped token
+// (KAON_TOKEN). The auth middleware has already verified the token and put the attempt's
+// identity on `context.auth`; the engine checks that the attempt is still live, applies
+// reports (idempotent by per-attempt sequence) and answers only after they are durable.
+import { JobServiceDefinition } from "@kaon/proto";
+import type { ServiceImplementation } from "nice-grpc";
+import type { Engine, StepIdentity } from "../engine/engine.js";
+import type { CallContextExt } from "./auth.js";
+import { InvalidArgumentError, ServerError, Status } from "./errors.js";
+import { engineCall } from "./run-service.js";
+
+function identityOf(context: CallContextExt): StepIdentity {
+  const auth = context.auth;
+  if (auth.kind !== "step") {
+    throw new ServerError(
+      Status.PERMISSION_DENIED,
+      "JobService is called from inside a job with its step token (KAON_TOKEN), not with an admin token",
+    );
+  }
+  return { runId: auth.runId, path: auth.path, attempt: auth.attempt };
+}
+
+export function createJobService(options: {
+  engine: Engine;
+}): ServiceImplementation<typeof JobServiceDefinition, CallContextExt> {
+  const { engine } = options;
+  return {
+    async getContext(_req, context) {
+      const id = identityOf(context);
+      return engineCall(() => engine.jobContext(id));
+    },
+
+    async report(req, context) {
+      const id = identityOf(context);
+      const sequence = Number(req.sequence);
+      if (!Number.isInteger(sequence) || sequence < 1) {
+        throw new InvalidArgumentError("invalid sequence", [
+          { field: "sequence", description: `sequence ${req.sequence} must be 1 or more`, hint: "number batches 1, 2, 3, ... per attempt" },
+        ]);
+      }
+      if (req.items.length > 1000) {
+        throw new InvalidArgumentError("too many items", [
+          { field: "items", description: `${req.items.length} items in one batch`, hint: "send at most 1000 items per Report" },
+        ]);
+      }
+      const applied = await engineCall(() => engine.report(id, sequence, req.items));
+      return { appliedSequence: applied };
+    },
+
+    async announceArtifact(req, context) {
+      const id = identityOf(context);
+      const ctx = await engineCall(() => engine.jobContext(id));
+      const a = req.artifact;
+      if (!a?.name) {
+        throw new InvalidArgumentError("artifact.name is required", [
+          { field: "artifact.name", description: "empty artifact name", hint: "e.g. models.regional" },
+        ]);
+      }
+      const namespace = engine.runNamespace(ctx.runId) ?? "default";
+      const [stored] = await engine.announce([
+        {
+          namespace,
+          name: a.name,
+          partitions: a.partitions,
+          uri: a.uri,
+          metadata: a.metadata ?? {},
+          producerRunId: ctx.runId,
+          producerPath: ctx.path,
+        },
+      ]);
+      return {
+        artifact: {
+          ...a,
+          namespace,
+          producerRunId: ctx.runId,
+          producerPath: ctx.path,
+          announcedAt: new Date(stored?.announcedAt ?? Date.now()),
+          revision: stored?.revision ?? 1,
+        },
+      };
+    },
+  };
+}
