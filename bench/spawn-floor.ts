@@ -19,10 +19,8 @@ const CONCURRENCY = Number(process.argv[3] ?? 8);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 execFileSync(path.join(root, "core/scripts/build-agent.sh"), { stdio: "inherit" });
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "kaon-bench-"));
-
 /** N `true` through LocalBackend: offers, launches, statuses, acks; CONCURRENCY cpus of 1. */
-async function throughBackend(n: number): Promise<number> {
+async function throughBackend(dataDir: string, n: number): Promise<number> {
   const backend = new LocalBackend({
     dataDir,
     resources: { cpus: CONCURRENCY, memMb: 1024, gpus: 0, diskMb: 0 },
@@ -71,7 +69,7 @@ async function throughBackend(n: number): Promise<number> {
   return elapsed;
 }
 
-async function agentAlone(n: number): Promise<number> {
+async function agentAlone(dataDir: string, n: number): Promise<number> {
   const conn = await AgentConnection.connect(
     path.join(dataDir, "agent", "agent.sock"),
     () => {},
@@ -127,20 +125,31 @@ const fmt = (ms: number) => ms.toFixed(3);
 console.log(`machine: ${os.cpus().length} cpus, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
 console.log(`N=${N} launches of \`true\` at concurrency ${CONCURRENCY}\n`);
 
-await throughBackend(200); // warm-up: agent start, page cache
-const agentPid = Number(fs.readFileSync(path.join(dataDir, "agent", "agent.pid"), "utf8"));
-const cpuOf = (pid: number) => {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").slice(fs.readFileSync(`/proc/${pid}/stat`, "utf8").lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-};
-const a0 = cpuOf(agentPid); const n0 = process.cpuUsage();
-const viaBackend = await throughBackend(N);
-const nu = process.cpuUsage(n0);
-console.log(`cpu: agent ${cpuOf(agentPid) - a0} ms, node ${(nu.user + nu.system) / 1000} ms`);
-const alone = await agentAlone(N);
-console.log(`through LocalBackend + agent: ${fmt(viaBackend / N)} ms/spawn  (${(N / (viaBackend / 1000)).toFixed(0)}/s)`);
-console.log(`agent spawning alone (floor):  ${fmt(alone / N)} ms/spawn  (${(N / (alone / 1000)).toFixed(0)}/s)`);
-console.log(`ratio backend/floor:           ${(viaBackend / alone).toFixed(2)}x\n`);
+/** Mean cost of creating a file in dir: what each job's stdout/stderr file costs there. */
+function createCostMs(dir: string): number {
+  const t0 = performance.now();
+  for (let i = 0; i < 200; i++) fs.closeSync(fs.openSync(path.join(dir, `probe-${i}`), "a"));
+  return (performance.now() - t0) / 200;
+}
+
+const bases = [os.tmpdir(), "/dev/shm"].filter((d, i) => i === 0 || fs.existsSync(d));
+for (const base of bases) {
+  const dataDir = fs.mkdtempSync(path.join(base, "kaon-bench-"));
+  const create = createCostMs(dataDir);
+  await throughBackend(dataDir, 200); // warm-up: agent start, page cache
+  const viaBackend = await throughBackend(dataDir, N);
+  const alone = await agentAlone(dataDir, N);
+  console.log(`data dir on ${base} (creating a file there: ${fmt(create)} ms; each job creates 2 log files)`);
+  console.log(
+    `  through LocalBackend + agent: ${fmt(viaBackend / N)} ms/spawn  (${(N / (viaBackend / 1000)).toFixed(0)}/s)`,
+  );
+  console.log(`  agent spawning alone (floor): ${fmt(alone / N)} ms/spawn  (${(N / (alone / 1000)).toFixed(0)}/s)`);
+  console.log(`  ratio backend/floor:          ${(viaBackend / alone).toFixed(2)}x`);
+  const pid = Number(fs.readFileSync(path.join(dataDir, "agent", "agent.pid"), "utf8"));
+  process.kill(pid, "SIGTERM");
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
+console.log();
 
 for (const mb of [50, 600]) {
   const heap = growHeapTo(mb);
@@ -152,6 +161,3 @@ for (const mb of [50, 600]) {
   );
 }
 
-const pid = Number(fs.readFileSync(path.join(dataDir, "agent", "agent.pid"), "utf8"));
-process.kill(pid, "SIGTERM");
-fs.rmSync(dataDir, { recursive: true, force: true });

@@ -40,16 +40,25 @@ class FakeJobService(job_service_pb2_grpc.JobServiceServicer):
         metadata = dict(context.invocation_metadata())
         self.state.tokens.append(str(metadata.get("authorization", "")))
 
-    def GetContext(self, request: job_service_pb2.GetContextRequest, context: grpc.ServicerContext) -> job_service_pb2.GetContextResponse:  # noqa: N802
+    def GetContext(
+        self, request: job_service_pb2.GetContextRequest, context: grpc.ServicerContext
+    ) -> job_service_pb2.GetContextResponse:
         self._auth(context)
         response = job_service_pb2.GetContextResponse(
-            run_id="r1", workflow_id="wf", path="train", step_id="train", attempt=1, run_ts=1_700_000_000_000
+            run_id="r1",
+            workflow_id="wf",
+            path="train",
+            step_id="train",
+            attempt=1,
+            run_ts=1_700_000_000_000,
         )
         response.params["country"].string_value = "US"
         response.params["n"].number_value = 3
         return response
 
-    def Report(self, request: job_service_pb2.ReportRequest, context: grpc.ServicerContext) -> job_service_pb2.ReportResponse:  # noqa: N802
+    def Report(
+        self, request: job_service_pb2.ReportRequest, context: grpc.ServicerContext
+    ) -> job_service_pb2.ReportResponse:
         self._auth(context)
         state = self.state
         with state.changed:
@@ -66,7 +75,9 @@ class FakeJobService(job_service_pb2_grpc.JobServiceServicer):
                     context.abort(grpc.StatusCode.UNAVAILABLE, "response lost")
             return job_service_pb2.ReportResponse(applied_sequence=state.applied_sequence)
 
-    def AnnounceArtifact(self, request: job_service_pb2.AnnounceArtifactRequest, context: grpc.ServicerContext) -> job_service_pb2.AnnounceArtifactResponse:  # noqa: N802
+    def AnnounceArtifact(
+        self, request: job_service_pb2.AnnounceArtifactRequest, context: grpc.ServicerContext
+    ) -> job_service_pb2.AnnounceArtifactResponse:
         self._auth(context)
         with self.state.changed:
             self.state.artifacts.append(request)

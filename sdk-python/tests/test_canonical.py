@@ -50,7 +50,9 @@ def test_defaults_are_omitted_and_durations_use_the_proto_json_form() -> None:
     )
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(30, "30s"), (0.000001, "0.000001s"), (90.5, "90.500s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(30, "30s"), (0.000001, "0.000001s"), (90.5, "90.500s")]
+)
 def test_duration_text(seconds: float, text: str) -> None:
     wf = kaon.Workflow("wf", timeout=seconds)
     assert f'"timeout":"{text}"' in wf.to_canonical_json()
@@ -64,8 +66,19 @@ def test_numbers_and_strings_match_node_json_stringify() -> None:
     numbers += [rng.uniform(-1e6, 1e6) for _ in range(200)]
     numbers += [float(rng.randint(-(10**12), 10**12)) for _ in range(50)]
     numbers = [n for n in numbers if n == n and abs(n) != float("inf")]
-    strings = ["plain", 'quote " back \\ slash', "ctl \x00\x01\x1f \b\f\n\r\t", "ünï 😀", "\u2028\u2029", "\x7f"]
-    value = {"numbers": numbers, "strings": strings, "nested": {"z": [1.0, {"b": 0.5, "a": None}], "a": True}}
+    strings = [
+        "plain",
+        'quote " back \\ slash',
+        "ctl \x00\x01\x1f \b\f\n\r\t",
+        "ünï 😀",
+        "\u2028\u2029",
+        "\x7f",
+    ]
+    value = {
+        "numbers": numbers,
+        "strings": strings,
+        "nested": {"z": [1.0, {"b": 0.5, "a": None}], "a": True},
+    }
     # JSON.parse of Python's repr-based dump is exact (both are shortest round-trip).
     script = (
         "const v = JSON.parse(require('fs').readFileSync(0, 'utf8'));"

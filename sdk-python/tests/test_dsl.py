@@ -118,16 +118,32 @@ def test_output_refs_render_as_cel_paths() -> None:
     ("ctor", "expected_type", "expected_config"),
     [
         (lambda: kaon.command("s", argv=["a", "b"]), "command", {"argv": ["a", "b"]}),
-        (lambda: kaon.command("s", shell="echo hi", cwd="/tmp"), "command", {"shell": "echo hi", "cwd": "/tmp"}),
+        (
+            lambda: kaon.command("s", shell="echo hi", cwd="/tmp"),
+            "command",
+            {"shell": "echo hi", "cwd": "/tmp"},
+        ),
         (lambda: kaon.python("s", script="print(1)"), "python", {"script": "print(1)"}),
-        (lambda: kaon.python("s", module="m", args=["-x"]), "python", {"module": "m", "args": ["-x"]}),
+        (
+            lambda: kaon.python("s", module="m", args=["-x"]),
+            "python",
+            {"module": "m", "args": ["-x"]},
+        ),
         (
             lambda: kaon.spark("s", application="a.jar", main_class="M", spark_version="3.5"),
             "spark",
             {"application": "a.jar", "main_class": "M", "spark_version": "3.5"},
         ),
-        (lambda: kaon.container("s", image="img", args=["x"]), "container", {"image": "img", "args": ["x"]}),
-        (lambda: kaon.sql("s", connection="wh", query="SELECT 1"), "sql", {"connection": "wh", "query": "SELECT 1"}),
+        (
+            lambda: kaon.container("s", image="img", args=["x"]),
+            "container",
+            {"image": "img", "args": ["x"]},
+        ),
+        (
+            lambda: kaon.sql("s", connection="wh", query="SELECT 1"),
+            "sql",
+            {"connection": "wh", "query": "SELECT 1"},
+        ),
         (
             lambda: kaon.http("s", url="http://h", expect_status=[200], body={"a": 1}),
             "http",
@@ -136,7 +152,11 @@ def test_output_refs_render_as_cel_paths() -> None:
         (lambda: kaon.sleep("s", 1.5), "sleep", {"seconds": 1.5}),
         (lambda: kaon.noop("s"), "noop", None),
         (lambda: kaon.step("s", "custom", config={"k": [1]}), "custom", {"k": [1]}),
-        (lambda: kaon.command("s", argv=["a"], config={"extra": True}), "command", {"argv": ["a"], "extra": True}),
+        (
+            lambda: kaon.command("s", argv=["a"], config={"extra": True}),
+            "command",
+            {"argv": ["a"], "extra": True},
+        ),
     ],
 )
 def test_step_types_and_their_config(ctor: Any, expected_type: str, expected_config: Any) -> None:
@@ -182,7 +202,12 @@ def test_common_step_options() -> None:
         ],
         "resources": {"cpus": 0.5, "memMb": 512},
         "constraints": [
-            {"attribute": "pool", "operator": "CONSTRAINT_OPERATOR_EQUALS", "value": "gpu", "soft": True}
+            {
+                "attribute": "pool",
+                "operator": "CONSTRAINT_OPERATOR_EQUALS",
+                "value": "gpu",
+                "soft": True,
+            }
         ],
         "retry": {
             "maxAttempts": 4,
@@ -283,7 +308,7 @@ def test_foreach_body_passed_explicitly_moves_steps_out_of_the_workflow() -> Non
 
 
 def test_foreach_over_a_bare_string_is_refused_with_the_fix() -> None:
-    wf = kaon.Workflow("wf", steps=[kaon.foreach("f", over="params.xs", body=[kaon.noop("b")])])  # type: ignore[arg-type]
+    wf = kaon.Workflow("wf", steps=[kaon.foreach("f", over="params.xs", body=[kaon.noop("b")])])
     with pytest.raises(TypeError, match=r"kaon.expr"):
         wf.to_definition()
 
@@ -295,7 +320,10 @@ def test_loop_and_subworkflow() -> None:
         kaon.subworkflow("child", "other", version=2, params={"a": kaon.expr("params.a")})
     s = steps_by_id(as_json(wf))
     assert s["tune"]["loop"] == {
-        "body": [{"id": "fit", "type": "noop", "next": [{"to": "check"}]}, {"id": "check", "type": "noop"}],
+        "body": [
+            {"id": "fit", "type": "noop", "next": [{"to": "check"}]},
+            {"id": "check", "type": "noop"},
+        ],
         "until": "steps.check.outputs.ok",
         "while": "true",
         "maxIterations": 5,
@@ -303,7 +331,11 @@ def test_loop_and_subworkflow() -> None:
     assert s["child"] == {
         "id": "child",
         "type": "subworkflow",
-        "subworkflow": {"workflowId": "other", "version": 2, "params": [{"name": "a", "expr": "params.a"}]},
+        "subworkflow": {
+            "workflowId": "other",
+            "version": 2,
+            "params": [{"name": "a", "expr": "params.a"}],
+        },
     }
 
 
@@ -375,13 +407,17 @@ def test_the_sdk_does_not_validate_what_core_validates() -> None:
 
 def test_unencodable_values_name_the_field() -> None:
     wf = kaon.Workflow("wf", steps=[kaon.noop("s", params={"bad": object()})])
-    with pytest.raises(kaon.EncodeError, match=r"steps\[0\]\.params\.bad\.value: a value of type builtins.object"):
+    with pytest.raises(
+        kaon.EncodeError, match=r"steps\[0\]\.params\.bad\.value: a value of type builtins.object"
+    ):
         wf.to_definition()
     wf2 = kaon.Workflow("wf", steps=[kaon.noop("s", timeout="10s")])  # type: ignore[arg-type]
     with pytest.raises(kaon.EncodeError, match=r"steps\[0\]\.timeout: expected seconds"):
         wf2.to_definition()
     wf3 = kaon.Workflow("wf", steps=[kaon.noop("s", join="some")])
-    with pytest.raises(ValueError, match=r"steps\[0\]\.join: unknown value 'some'; expected one of 'all', 'any'"):
+    with pytest.raises(
+        ValueError, match=r"steps\[0\]\.join: unknown value 'some'; expected one of 'all', 'any'"
+    ):
         wf3.to_definition()
 
 

@@ -35,11 +35,15 @@ def unencodable() -> dict[str, Any]:
 
 
 def function_config(step: kaon.Step) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads(kaon.Workflow("wf", steps=[step]).to_canonical_json())["steps"][0]["config"]
+    config: dict[str, Any] = json.loads(kaon.Workflow("wf", steps=[step]).to_canonical_json())[
+        "steps"
+    ][0]["config"]
     return config
 
 
-def run_runner(work_dir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_runner(
+    work_dir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Does what core's python step does: write call.pkl, run the runner in the work dir."""
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "call.pkl").write_bytes(base64.b64decode(config["function"]["pickle_b64"]))
@@ -65,7 +69,9 @@ def test_config_carries_name_source_pickle_and_python_version() -> None:
 
 
 def test_dict_result_becomes_one_output_per_key(tmp_path: Path) -> None:
-    config = function_config(kaon.python("s", function=scale, args=([1, 2.5],), kwargs={"factor": 3}))
+    config = function_config(
+        kaon.python("s", function=scale, args=([1, 2.5],), kwargs={"factor": 3})
+    )
     output_file = tmp_path / "kaon-output.txt"
     done = run_runner(tmp_path / "work", config, env={"KAON_OUTPUT": str(output_file)})
     assert done.returncode == 0, done.stderr
@@ -90,7 +96,9 @@ def test_closures_and_lambdas_travel_by_value(tmp_path: Path) -> None:
 
 
 def test_exception_fails_with_the_traceback_on_stderr(tmp_path: Path) -> None:
-    done = run_runner(tmp_path, function_config(kaon.python("s", function=explode, args=("boom 123",))))
+    done = run_runner(
+        tmp_path, function_config(kaon.python("s", function=explode, args=("boom 123",)))
+    )
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
     assert "RuntimeError: boom 123" in done.stderr
@@ -139,7 +147,10 @@ def test_a_notebook_function_defined_in_main_runs_elsewhere(tmp_path: Path) -> N
     assert "def featurize(n):" in config["function"]["source"]
     done = run_runner(tmp_path / "work", config)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "work" / "outputs.json").read_text()) == {"roots": [0, 1, 2**0.5], "n": 3}
+    assert json.loads((tmp_path / "work" / "outputs.json").read_text()) == {
+        "roots": [0, 1, 2**0.5],
+        "n": 3,
+    }
 
 
 def test_kwargs_without_function_is_refused() -> None:

@@ -46,11 +46,15 @@ def in_fake_job(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobServiceState]:
 def test_outside_a_job_every_call_says_so(no_job_env: None) -> None:
     assert not job.in_job()
     for call in (lambda: job.params(), lambda: job.output("x", 1), lambda: job.progress(5)):
-        with pytest.raises(kaon.NotInJobError, match="not inside a kaon job: KAON_ENDPOINT and KAON_TOKEN"):
+        with pytest.raises(
+            kaon.NotInJobError, match="not inside a kaon job: KAON_ENDPOINT and KAON_TOKEN"
+        ):
             call()
 
 
-def test_an_admin_token_alone_is_not_a_job(no_job_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_admin_token_alone_is_not_a_job(
+    no_job_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAON_TOKEN", "admin-token")
     monkeypatch.setenv("KAON_ADDRESS", "127.0.0.1:7070")
     assert not job.in_job()
@@ -59,11 +63,16 @@ def test_an_admin_token_alone_is_not_a_job(no_job_env: None, monkeypatch: pytest
 
 
 def test_an_unencodable_output_names_the_output_and_why(no_job_env: None) -> None:
-    with pytest.raises(kaon.EncodeError, match=r"output 'model': a value of type builtins.object is not JSON-encodable"):
+    with pytest.raises(
+        kaon.EncodeError,
+        match=r"output 'model': a value of type builtins.object is not JSON-encodable",
+    ):
         job.output("model", object())
     with pytest.raises(kaon.EncodeError, match=r"output 'auc': nan is not a JSON number"):
         job.output("auc", float("nan"))
-    with pytest.raises(kaon.EncodeError, match=r"output 'm': map key 3 has type int; JSON keys must be strings"):
+    with pytest.raises(
+        kaon.EncodeError, match=r"output 'm': map key 3 has type int; JSON keys must be strings"
+    ):
         job.output("m", {3: "x"})
 
 
@@ -88,7 +97,19 @@ def test_every_report_kind_arrives_in_order(in_fake_job: JobServiceState) -> Non
     job.heartbeat()
     assert job.flush(10)
     kinds = [item.WhichOneof("kind") for item in in_fake_job.items]
-    assert kinds == ["output", "output", "output", "progress", "milestone", "link", "counter", "image", "image", "message", "heartbeat"]
+    assert kinds == [
+        "output",
+        "output",
+        "output",
+        "progress",
+        "milestone",
+        "link",
+        "counter",
+        "image",
+        "image",
+        "message",
+        "heartbeat",
+    ]
     items = in_fake_job.items
     assert items[0].output.name == "auc" and items[0].output.value.number_value == 0.91
     assert items[7].image.mime_type == "image/png" and items[8].image.mime_type == "image/svg+xml"
@@ -166,7 +187,12 @@ def test_reports_are_flushed_when_the_process_exits() -> None:
             job.output("done", True)
             """
         )
-        env = {**os.environ, "PYTHONPATH": str(SDK_SRC), "KAON_ENDPOINT": address, "KAON_TOKEN": "kst_x"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(SDK_SRC),
+            "KAON_ENDPOINT": address,
+            "KAON_TOKEN": "kst_x",
+        }
         subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
         kinds = [i.WhichOneof("kind") for i in state.items]
         assert kinds == ["progress"] * 5 + ["output"]

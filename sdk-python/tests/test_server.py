@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import kaon
+from kaon.v1 import workflow_service_pb2
 
 pytestmark = pytest.mark.server
 
@@ -47,7 +48,9 @@ def test_validate_reports_core_violations(client: kaon.Client) -> None:
     assert any(v.field.startswith("steps[0].next[0]") for v in violations), violations
     with pytest.raises(kaon.InvalidDefinitionError) as caught:
         client.deploy(wf)
-    assert caught.value.violations and any("valdate" in v.description for v in caught.value.violations)
+    assert caught.value.violations and any(
+        "valdate" in v.description for v in caught.value.violations
+    )
 
 
 def test_deploy_is_idempotent_and_records_the_checkout(client: kaon.Client) -> None:
@@ -59,9 +62,8 @@ def test_deploy_is_idempotent_and_records_the_checkout(client: kaon.Client) -> N
     assert (first.version, again.version) == (1, 1)
     changed = client.deploy(kaon.Workflow(wf_id, steps=[kaon.command("a", argv=["false"])]))
     assert changed.created and changed.version == 2
-    version = client.raw.get_workflow(
-        __import__("kaon.v1.workflow_service_pb2", fromlist=["x"]).GetWorkflowRequest(workflow_id=wf_id, version=1)
-    ).version
+    request = workflow_service_pb2.GetWorkflowRequest(workflow_id=wf_id, version=1)
+    version = client.raw.get_workflow(request).version
     assert version.client.name == "kaon-python"
     assert len(version.scm.commit) == 40  # the tests run inside the kaon checkout
 
@@ -69,7 +71,9 @@ def test_deploy_is_idempotent_and_records_the_checkout(client: kaon.Client) -> N
 def test_function_step_run_wait_outputs_logs_and_reports(client: kaon.Client) -> None:
     with kaon.Workflow(unique("sdk-py-fn")) as wf:
         prep = kaon.python("prep", function=featurize, args=(4,), kwargs={"scale": 2.0}, **PY)  # type: ignore[arg-type]
-        check = kaon.command("check", argv=["sh", "-c", "echo checked; echo 'ok=true' >> \"$KAON_OUTPUT\""])
+        check = kaon.command(
+            "check", argv=["sh", "-c", "echo checked; echo 'ok=true' >> \"$KAON_OUTPUT\""]
+        )
         prep >> check
     run = client.run(wf, tags={"suite": "sdk-python"})
     run.wait(timeout=120, progress=False, check=True)
@@ -109,7 +113,9 @@ def test_failed_run_restart_and_watch(client: kaon.Client, tmp_path: Path) -> No
     flag = tmp_path / "fixed"
     with kaon.Workflow(unique("sdk-py-restart")) as wf:
         first = kaon.command("first", argv=["true"])
-        flaky = kaon.command("flaky", argv=["sh", "-c", f"test -f {flag} || {{ echo broken >&2; exit 3; }}"])
+        flaky = kaon.command(
+            "flaky", argv=["sh", "-c", f"test -f {flag} || {{ echo broken >&2; exit 3; }}"]
+        )
         first >> flaky
     run = client.run(wf)
     with pytest.raises(kaon.RunFailedError, match="ended FAILED"):

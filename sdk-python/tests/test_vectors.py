@@ -39,7 +39,9 @@ def test_vector_is_canonical_and_round_trips(name: str) -> None:
 
 
 def test_everything_vector_touches_every_settable_field() -> None:
-    message = json_format.Parse(compile_py.compile_vector("everything"), workflow_pb2.WorkflowDefinition())
+    message = json_format.Parse(
+        compile_py.compile_vector("everything"), workflow_pb2.WorkflowDefinition()
+    )
     unset_top = [f.name for f in message.DESCRIPTOR.fields if not _is_set(message, f.name)]
     assert unset_top == []
     step_fields = {f.name for f in workflow_pb2.Step.DESCRIPTOR.fields}

@@ -6,8 +6,13 @@ export {
   KaonClient,
   type RunOptions,
 } from "./client/client.js";
-export { DEFAULT_ADDRESS, type DiscoveryOptions, discoverServer, type ServerTarget } from "./client/discovery.js";
-export { type RawClientOptions, type RawClients, createRawClients } from "./client/raw.js";
+export {
+  DEFAULT_ADDRESS,
+  type DiscoveryOptions,
+  discoverServer,
+  type ServerTarget,
+} from "./client/discovery.js";
+export { createRawClients, type RawClientOptions, type RawClients } from "./client/raw.js";
 export {
   isTerminal,
   type RestartFromInput,

@@ -67,7 +67,10 @@ export function startJobServer(state: JobState, port = 0): Promise<TestServer> {
           checkToken(context);
           for (const item of req.items) {
             if (item.kind?.$case === "output" && item.kind.value.name === "bad name") {
-              throw new ServerError(Status.INVALID_ARGUMENT, "items[0].output.name: 'bad name' is not a valid output name");
+              throw new ServerError(
+                Status.INVALID_ARGUMENT,
+                "items[0].output.name: 'bad name' is not a valid output name",
+              );
             }
           }
           state.apply(req.sequence, req.items);

@@ -51,14 +51,25 @@ beforeAll(async () => {
   let stderr = "";
   server = spawn(
     process.execPath,
-    ["--import", "tsx", CLI_ENTRY, "server", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+    [
+      "--import",
+      "tsx",
+      CLI_ENTRY,
+      "server",
+      "--grpc-listen",
+      "127.0.0.1:0",
+      "--http-listen",
+      "127.0.0.1:0",
+    ],
     { cwd: ROOT, env: { ...process.env, KAON_HOME: home }, stdio: ["ignore", "ignore", "pipe"] },
   );
   server.stderr?.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
   const exited = new Promise<never>((_, reject) =>
-    server?.once("exit", (code) => reject(new Error(`kaon server exited with ${code}: ${stderr.slice(-2000)}`))),
+    server?.once("exit", (code) =>
+      reject(new Error(`kaon server exited with ${code}: ${stderr.slice(-2000)}`)),
+    ),
   );
   try {
     await Promise.race([waitForFile(home, "server.json", 60_000), exited]);
@@ -114,7 +125,7 @@ describe("TypeScript SDK against the real server", () => {
   test("validate: an invalid workflow raises InvalidDefinitionError with core's field paths", async (ctx) => {
     const bad = workflow({ id: "e2e.ts.bad" }, () => {
       const a = noop("a");
-      a.then(noop("a"));
+      a.to(noop("a"));
     });
     const err = await requireService(ctx, "WorkflowService.Validate", () =>
       client!.validate(bad).then(
@@ -130,7 +141,9 @@ describe("TypeScript SDK against the real server", () => {
   });
 
   test("deploy: versions, identical content, SCM metadata and the client name", async (ctx) => {
-    const first = await requireService(ctx, "WorkflowService.Deploy", () => client!.deploy(hello()));
+    const first = await requireService(ctx, "WorkflowService.Deploy", () =>
+      client!.deploy(hello()),
+    );
     expect(first.version.version).toBeGreaterThanOrEqual(1);
     const again = await client!.deploy(hello());
     expect(again.created).toBe(false);
@@ -149,14 +162,30 @@ describe("TypeScript SDK against the real server", () => {
     ].join(" ");
     const wf = workflow({ id: "e2e.ts.reports" }, () => {
       seq(
-        command("ts_sdk", ["node", "--import", "tsx", "--input-type=module", "-e", script], {
-          env: { NODE_PATH: join(ROOT, "node_modules") },
+        // cwd: the repo, so that `--import tsx` resolves.
+        command("ts_sdk", {
+          argv: [process.execPath, "--import", "tsx", "--input-type=module", "-e", script],
+          cwd: ROOT,
         }),
-        command("cli", ["node", "--import", "tsx", CLI_ENTRY, "job", "output", "from_cli", "[1,2]"]),
+        command("cli", {
+          argv: [
+            process.execPath,
+            "--import",
+            "tsx",
+            CLI_ENTRY,
+            "job",
+            "output",
+            "from_cli",
+            "[1,2]",
+          ],
+          cwd: ROOT,
+        }),
         command("file", 'echo "from_file=hello" >> "$KAON_OUTPUT"; echo logged-line'),
       );
     });
-    const run = await requireService(ctx, "RunService.StartRun", () => client!.run(wf));
+    const run = await requireService(ctx, "WorkflowService.Deploy + RunService.StartRun", () =>
+      client!.run(wf),
+    );
     const seen: string[] = [];
     const final = await run.wait({ onProgress: (p) => seen.push(p.status) });
     expect(run.status, final.message).toBe("SUCCEEDED");

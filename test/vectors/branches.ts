@@ -22,7 +22,7 @@ export function workflow(): kaon.Workflow {
     const archive = kaon.command("archive", ["./archive.sh"]);
     const notify = kaon.http("notify", { url: "http://127.0.0.1:9000/hook", method: "POST" });
     const done = kaon.noop("done");
-    merge.then(report, archive);
+    merge.to(report, archive);
     merge.when("params.notify", notify);
     kaon.seq(kaon.par(report, archive, notify), done);
   });

@@ -95,7 +95,11 @@ export function workflow(): kaon.Workflow {
       );
       const train = kaon.container(
         "train_global",
-        { image: "registry.local/train:1.2", command: ["python", "-m", "train"], args: ["--epochs", "3"] },
+        {
+          image: "registry.local/train:1.2",
+          command: ["python", "-m", "train"],
+          args: ["--epochs", "3"],
+        },
         {
           resources: { cpus: 2, memMb: 4096, gpus: 1 },
           env: { MODE: "global", SEED: "42" },
@@ -130,13 +134,20 @@ export function workflow(): kaon.Workflow {
           description: "per region",
         },
         () => {
-          kaon.python("train_region", { module: "train.region", args: ["--region", "${foreach.value}"] });
+          kaon.python("train_region", {
+            module: "train.region",
+            args: ["--region", "${foreach.value}"],
+          });
         },
       );
 
       const stabilise = kaon.loop(
         "stabilise",
-        { until: "steps.check.outputs.stable == true", while: "loop.iteration < 9", maxIterations: 10 },
+        {
+          until: "steps.check.outputs.stable == true",
+          while: "loop.iteration < 9",
+          maxIterations: 10,
+        },
         () => {
           kaon.noop("check");
         },
@@ -145,7 +156,10 @@ export function workflow(): kaon.Workflow {
       const child = kaon.subworkflow("downstream", "vectors.linear", { params: { country: "MX" } });
 
       kaon.seq(select, wrangle, [train, regional], validate);
-      validate.branch({ xor: true }).when("steps.validate.outputs.auc > 0.8", publish).otherwise(stabilise);
+      validate
+        .branch({ xor: true })
+        .when("steps.validate.outputs.auc > 0.8", publish)
+        .otherwise(stabilise);
       kaon.seq([publish, stabilise], wait, custom, child, end);
     },
   );

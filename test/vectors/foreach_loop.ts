@@ -6,9 +6,13 @@ export function workflow(): kaon.Workflow {
   return kaon.workflow({ id: "vectors.foreach_loop" }, () => {
     const prepare = kaon.python("prepare", { module: "pipeline.prepare" });
 
-    const perCountry = kaon.foreach("per_country", { over: ["US", "CA", "MX"], concurrency: 2 }, (it) => {
-      kaon.command("fetch", ["./fetch.sh"], { params: { country: it.value } });
-    });
+    const perCountry = kaon.foreach(
+      "per_country",
+      { over: ["US", "CA", "MX"], concurrency: 2 },
+      (it) => {
+        kaon.command("fetch", ["./fetch.sh"], { params: { country: it.value } });
+      },
+    );
 
     const perDay = kaon.foreach("per_day", { over: kaon.expr("range(0, 7)") }, () => {
       kaon.noop("day");
@@ -32,11 +36,14 @@ export function workflow(): kaon.Workflow {
       },
     );
 
-    const tune = kaon.loop("tune", { until: "steps.evaluate.outputs.stable", maxIterations: 5 }, () =>
-      kaon.seq(
-        kaon.python("refit", { module: "pipeline.refit" }),
-        kaon.python("evaluate", { module: "pipeline.evaluate" }),
-      ),
+    const tune = kaon.loop(
+      "tune",
+      { until: "steps.evaluate.outputs.stable", maxIterations: 5 },
+      () =>
+        kaon.seq(
+          kaon.python("refit", { module: "pipeline.refit" }),
+          kaon.python("evaluate", { module: "pipeline.evaluate" }),
+        ),
     );
 
     const publish = kaon.subworkflow("publish", "vectors.publish", {

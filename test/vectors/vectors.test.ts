@@ -43,7 +43,8 @@ function lineDiff(expected: string, actual: string): string {
   const out: string[] = [];
   for (let i = 0; i < Math.max(a.length, b.length) && out.length < 40; i++) {
     if (a[i] !== b[i]) {
-      for (let j = Math.max(0, i - 3); j < i; j++) if (!out.includes(`  ${a[j]}`)) out.push(`  ${a[j]}`);
+      for (let j = Math.max(0, i - 3); j < i; j++)
+        if (!out.includes(`  ${a[j]}`)) out.push(`  ${a[j]}`);
       out.push(`- py ${a[i] ?? "<end>"}`, `+ ts ${b[i] ?? "<end>"}`);
     }
   }
@@ -89,7 +90,9 @@ describe("test vectors", () => {
         ...stepTypes(s.loop?.body ?? []),
       ]);
     const containers = new Set(["foreach", "loop", "subworkflow"]);
-    const missing = [...new Set(stepTypes(def.steps))].filter((t) => !known.has(t) && !containers.has(t));
+    const missing = [...new Set(stepTypes(def.steps))].filter(
+      (t) => !known.has(t) && !containers.has(t),
+    );
     const violations: FieldViolation[] = validateDefinition(def, {
       settings: {
         sparkVersions: { "3.5": "/opt/spark-3.5" },
@@ -98,9 +101,13 @@ describe("test vectors", () => {
         pythonInterpreter: "python3",
       },
     });
-    const mentionsMissing = (v: FieldViolation) => missing.some((t) => v.description.includes(`'${t}'`) || v.description.includes(`"${t}"`));
+    const mentionsMissing = (v: FieldViolation) =>
+      missing.some((t) => v.description.includes(`'${t}'`) || v.description.includes(`"${t}"`));
     const real = violations.filter((v) => !mentionsMissing(v));
-    expect(real, `vector ${name} has violations:\n${real.map((v) => `  ${v.field}: ${v.description}`).join("\n")}`).toEqual([]);
+    expect(
+      real,
+      `vector ${name} has violations:\n${real.map((v) => `  ${v.field}: ${v.description}`).join("\n")}`,
+    ).toEqual([]);
     if (violations.length > real.length) {
       ctx.skip(`vector ${name}: step types not registered in core: ${missing.join(", ")}`);
     }

@@ -37,7 +37,7 @@ describe("definition files", () => {
   });
 
   it("reports JSON syntax errors with line and column", () => {
-    const v = only(parseDefinitionText('{"id": "wf",\n "steps": [}\n', "p.json").violations);
+    const v = parseDefinitionText('{"id": "wf",\n "steps": [}\n', "p.json").violations[0]!;
     expect(v.field).toMatch(/^p\.json:2:\d+$/);
     expect(v.description).toContain("JSON syntax error");
   });

@@ -92,9 +92,8 @@ export function parseDefinitionText(text: string, fileName = "definition.yaml"):
 
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
-      const pos = e.linePos?.[0];
       result.violations.push({
-        field: pos ? `${fileName}:${pos.line}:${pos.col}` : fileName,
+        field: where(e.pos?.[0]),
         description: `${fileName.endsWith(".json") ? "JSON" : "YAML"} syntax error: ${firstLine(e.message)}`,
         hint: "",
       });
@@ -349,7 +348,7 @@ export function splitPath(path: string): Array<string | number> {
 function findNode(root: Node | null, segments: Array<string | number>): Node | undefined {
   let node: Node | null | undefined = root;
   let last: Node | undefined = root ?? undefined;
-  for (const seg of segments) {
+  for (const [i, seg] of segments.entries()) {
     if (!node) break;
     if (typeof seg === "number" && isSeq(node)) {
       node = node.items[seg] as Node | undefined;
@@ -359,8 +358,9 @@ function findNode(root: Node | null, segments: Array<string | number>): Node | u
         const k = isScalar(p.key) ? String(p.key.value) : undefined;
         return k === key || k === toCamel(key) || k === toSnake(key);
       });
-      // Point at the key for scalars (the line a user edits), at the value for blocks.
-      node = pair ? ((isScalar(pair.value) ? pair.key : pair.value) as Node | null) : undefined;
+      // The last segment points at its key (the line a user edits); others descend.
+      const atKey: boolean = i === segments.length - 1 || isScalar(pair?.value);
+      node = pair ? ((atKey ? pair.key : pair.value) as Node | null) : undefined;
     } else {
       node = undefined;
     }

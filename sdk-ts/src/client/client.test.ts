@@ -77,7 +77,13 @@ beforeAll(async () => {
           requireToken(context);
           if (req.definition?.id === "bad") {
             return {
-              violations: [{ field: "steps[0].next[0].to", description: "unknown step 'valdate'", hint: "did you mean 'validate'?" }],
+              violations: [
+                {
+                  field: "steps[0].next[0].to",
+                  description: "unknown step 'valdate'",
+                  hint: "did you mean 'validate'?",
+                },
+              ],
               contentHash: "",
             };
           }
@@ -90,13 +96,23 @@ beforeAll(async () => {
             context.trailer.set(
               "kaon-error-details-bin",
               ErrorDetails.encode({
-                violations: [{ field: "steps[1].id", description: "duplicate step id 'a'", hint: "" }],
+                violations: [
+                  { field: "steps[1].id", description: "duplicate step id 'a'", hint: "" },
+                ],
               }).finish(),
             );
-            throw new ServerError(Status.INVALID_ARGUMENT, "invalid definition\n  steps[1].id: duplicate step id 'a'");
+            throw new ServerError(
+              Status.INVALID_ARGUMENT,
+              "invalid definition\n  steps[1].id: duplicate step id 'a'",
+            );
           }
           return {
-            version: { workflowId: req.definition?.id ?? "", version: 2, contentHash: "h", active: true },
+            version: {
+              workflowId: req.definition?.id ?? "",
+              version: 2,
+              contentHash: "h",
+              active: true,
+            },
             created: true,
           };
         },
@@ -106,7 +122,8 @@ beforeAll(async () => {
           if (req.workflowId === "flaky" && calls.getWorkflow < 3) {
             throw new ServerError(Status.UNAVAILABLE, "restarting");
           }
-          if (req.workflowId !== "flaky") throw new ServerError(Status.NOT_FOUND, `workflow '${req.workflowId}' does not exist`);
+          if (req.workflowId !== "flaky")
+            throw new ServerError(Status.NOT_FOUND, `workflow '${req.workflowId}' does not exist`);
           return {};
         },
         async activate() {
@@ -129,18 +146,27 @@ beforeAll(async () => {
           };
         },
         async getRun() {
-          return { run: runMessage(RunStatus.RUN_STATUS_SUCCEEDED, { outputs: { "train.auc": 0.9 } }) };
+          return {
+            run: runMessage(RunStatus.RUN_STATUS_SUCCEEDED, { outputs: { "train.auc": 0.9 } }),
+          };
         },
         async *watchRun(req): AsyncGenerator<WatchRunResponse> {
           calls.watch.push(req.afterSeq);
           if (req.afterSeq === 0) {
-            yield { events: [event(1, RunStatus.RUN_STATUS_RUNNING)], run: runMessage(RunStatus.RUN_STATUS_RUNNING, { stepCounts: { RUNNING: 1 } }) };
+            yield {
+              events: [event(1, RunStatus.RUN_STATUS_RUNNING)],
+              run: runMessage(RunStatus.RUN_STATUS_RUNNING, { stepCounts: { RUNNING: 1 } }),
+            };
             // The server goes away mid-stream; the client must resume after seq 1.
             throw new ServerError(Status.UNAVAILABLE, "server shutting down");
           }
           yield {
             events: [
-              { ...event(2, RunStatus.RUN_STATUS_RUNNING), path: "train", kind: { $case: "stepStatus", value: StepStatus.STEP_STATUS_SUCCEEDED } },
+              {
+                ...event(2, RunStatus.RUN_STATUS_RUNNING),
+                path: "train",
+                kind: { $case: "stepStatus", value: StepStatus.STEP_STATUS_SUCCEEDED },
+              },
               event(3, RunStatus.RUN_STATUS_SUCCEEDED),
             ],
             run: runMessage(RunStatus.RUN_STATUS_SUCCEEDED, { stepCounts: { SUCCEEDED: 1 } }),
@@ -171,9 +197,15 @@ describe("error mapping", () => {
     const err = await client.validate(wf).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidDefinitionError);
     expect((err as InvalidDefinitionError).violations).toEqual([
-      { field: "steps[0].next[0].to", description: "unknown step 'valdate'", hint: "did you mean 'validate'?" },
+      {
+        field: "steps[0].next[0].to",
+        description: "unknown step 'valdate'",
+        hint: "did you mean 'validate'?",
+      },
     ]);
-    expect((err as Error).message).toContain("steps[0].next[0].to: unknown step 'valdate' (did you mean 'validate'?)");
+    expect((err as Error).message).toContain(
+      "steps[0].next[0].to: unknown step 'valdate' (did you mean 'validate'?)",
+    );
   });
 
   test("a valid definition returns the canonical form and hash", async () => {
@@ -199,13 +231,16 @@ describe("error mapping", () => {
 
   test("NOT_FOUND, FAILED_PRECONDITION map to their classes", async () => {
     await expect(client.workflow("nope")).rejects.toBeInstanceOf(NotFoundError);
-    await expect(client.raw.workflows.activate({ workflowId: "x", version: 9 })).rejects.toBeInstanceOf(
-      FailedPreconditionError,
-    );
+    await expect(
+      client.raw.workflows.activate({ workflowId: "x", version: 9 }),
+    ).rejects.toBeInstanceOf(FailedPreconditionError);
   });
 
   test("a missing token is UnauthenticatedError", async () => {
-    const anonymous = await connect({ address: server.address, env: { KAON_HOME: "/nonexistent" } });
+    const anonymous = await connect({
+      address: server.address,
+      env: { KAON_HOME: "/nonexistent" },
+    });
     try {
       await expect(anonymous.workflow("x")).rejects.toBeInstanceOf(UnauthenticatedError);
     } finally {
@@ -220,7 +255,9 @@ describe("error mapping", () => {
   });
 
   test("no server: ConnectionError names the address and how to start one", async () => {
-    const err = await connect({ address: "127.0.0.1:1", env: {}, connectTimeoutMs: 1_000 }).catch((e: unknown) => e);
+    const err = await connect({ address: "127.0.0.1:1", env: {}, connectTimeoutMs: 1_000 }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ConnectionError);
     expect((err as Error).message).toContain("127.0.0.1:1");
     expect((err as Error).message).toContain("kaon server");
@@ -258,7 +295,9 @@ describe("deploy and runs", () => {
     expect(run.status).toBe("QUEUED");
     calls.watch = [];
     const seen: string[] = [];
-    const final = await run.wait({ onProgress: (p) => seen.push(`${p.status}:${JSON.stringify(p.stepCounts)}`) });
+    const final = await run.wait({
+      onProgress: (p) => seen.push(`${p.status}:${JSON.stringify(p.stepCounts)}`),
+    });
     expect(final.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect(run.done).toBe(true);
     expect(seen).toEqual(['RUNNING:{"RUNNING":1}', 'SUCCEEDED:{"SUCCEEDED":1}']);
@@ -285,14 +324,19 @@ describe("discovery", () => {
   test("KAON_ADDRESS/KAON_TOKEN win over the data directory; server.json and admin.token otherwise", () => {
     const home = mkdtempSync(join(tmpdir(), "kaon-sdk-"));
     try {
-      writeFileSync(join(home, "server.json"), JSON.stringify({ grpc: "127.0.0.1:9999", http: "127.0.0.1:9998", pid: 1 }));
+      writeFileSync(
+        join(home, "server.json"),
+        JSON.stringify({ grpc: "127.0.0.1:9999", http: "127.0.0.1:9998", pid: 1 }),
+      );
       writeFileSync(join(home, "admin.token"), "file-token\n");
       expect(discoverServer({ env: { KAON_HOME: home } })).toMatchObject({
         address: "127.0.0.1:9999",
         token: "file-token",
       });
       expect(
-        discoverServer({ env: { KAON_HOME: home, KAON_ADDRESS: "10.0.0.1:7070", KAON_TOKEN: "env" } }),
+        discoverServer({
+          env: { KAON_HOME: home, KAON_ADDRESS: "10.0.0.1:7070", KAON_TOKEN: "env" },
+        }),
       ).toMatchObject({ address: "10.0.0.1:7070", token: "env", source: "KAON_ADDRESS" });
       expect(discoverServer({ env: { KAON_HOME: join(home, "none") } })).toMatchObject({
         address: "127.0.0.1:7070",

@@ -3,16 +3,16 @@
 import { randomUUID } from "node:crypto";
 import type {
   GetWorkflowResponse,
-  RunStatus,
   Run as RunMessage,
+  RunStatus,
   VersionSelector,
   WorkflowDefinition,
-  WorkflowVersion,
   Workflow as WorkflowSummary,
+  WorkflowVersion,
 } from "@kaon/proto";
-import { ConnectionError, InvalidDefinitionError } from "../errors.js";
 import type { JsonValue } from "../dsl/values.js";
 import { Workflow } from "../dsl/workflow.js";
+import { ConnectionError, InvalidDefinitionError } from "../errors.js";
 import { type DiscoveryOptions, discoverServer } from "./discovery.js";
 import { createRawClients, type RawClients, readCertificate } from "./raw.js";
 import { Run } from "./run.js";

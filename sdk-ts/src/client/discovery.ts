@@ -34,7 +34,10 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /** The data directory: explicit, else `$KAON_HOME`, else `~/.kaon`. */
-export function dataDirectory(explicit: string | undefined, env: Record<string, string | undefined>) {
+export function dataDirectory(
+  explicit: string | undefined,
+  env: Record<string, string | undefined>,
+) {
   const chosen = nonEmpty(explicit) ?? nonEmpty(env.KAON_HOME);
   if (chosen === undefined) return join(homedir(), ".kaon");
   if (chosen.startsWith("~/")) return join(homedir(), chosen.slice(2));

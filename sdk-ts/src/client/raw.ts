@@ -3,6 +3,7 @@
 // calls while the server is unavailable, and turns every failure into the SDK's KaonError
 // hierarchy (violations decoded from the `kaon-error-details-bin` trailer).
 import { readFileSync } from "node:fs";
+import { connectivityState } from "@grpc/grpc-js";
 import {
   ArtifactServiceDefinition,
   ClusterServiceDefinition,
@@ -25,7 +26,6 @@ import {
   Metadata,
   Status,
 } from "nice-grpc";
-import { connectivityState } from "@grpc/grpc-js";
 import {
   AlreadyExistsError,
   ConnectionError,
@@ -200,7 +200,9 @@ export function kaonMiddleware(options: RawClientOptions): ClientMiddleware {
 }
 
 function isAbortError(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { name?: unknown }).name === "AbortError";
+  return (
+    typeof err === "object" && err !== null && (err as { name?: unknown }).name === "AbortError"
+  );
 }
 
 function backoff(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -5,16 +5,16 @@ import {
   type Attempt,
   LogStream,
   RestartFrom,
-  type Run as RunMessage,
   type RunEvent,
+  type Run as RunMessage,
   RunStatus,
   runStatusToJSON,
   type StepInstance,
-  StepStatus,
+  type StepStatus,
   stepStatusToJSON,
 } from "@kaon/proto";
-import { ConnectionError, RunFailedError } from "../errors.js";
 import type { JsonValue } from "../dsl/values.js";
+import { ConnectionError, RunFailedError } from "../errors.js";
 import type { RawClients } from "./raw.js";
 
 /** Run statuses without their prefix. */
@@ -150,7 +150,9 @@ export class Run {
   }
 
   /** The run's events from after `afterSeq` until it ends. */
-  async *watch(options: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<RunEvent> {
+  async *watch(
+    options: { afterSeq?: number; signal?: AbortSignal } = {},
+  ): AsyncGenerator<RunEvent> {
     for await (const batch of this.batches(options.afterSeq ?? 0, options.signal)) {
       if (batch.run) this.info = batch.run;
       yield* batch.events;
@@ -267,7 +269,11 @@ export class Run {
 
   /** Restarts the finished run in place, from its failed steps by default. */
   async restart(
-    options: { from?: RestartFromInput; params?: Record<string, JsonValue>; requestId?: string } = {},
+    options: {
+      from?: RestartFromInput;
+      params?: Record<string, JsonValue>;
+      requestId?: string;
+    } = {},
   ): Promise<RunMessage> {
     const from = options.from ?? "failed";
     const { run } = await this.raw.runs.restartRun({

@@ -35,7 +35,7 @@ describe("composition", () => {
     expect(edges(wf)).toEqual({ a: ["b", "c"], b: ["d"], c: ["d"], d: [] });
   });
 
-  test("then chains and par groups nested flows", () => {
+  test("to chains and par groups nested flows", () => {
     const wf = workflow({ id: "chain" }, () => {
       const [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map((id) => noop(id)) as [
         ReturnType<typeof noop>,
@@ -44,7 +44,7 @@ describe("composition", () => {
         ReturnType<typeof noop>,
         ReturnType<typeof noop>,
       ];
-      a.then(b).then(par(c, seq(d, e)));
+      a.to(b).to(par(c, seq(d, e)));
     });
     expect(edges(wf)).toEqual({ a: ["b"], b: ["c", "d"], c: [], d: ["e"], e: [] });
   });
@@ -114,7 +114,12 @@ describe("step types", () => {
       command("cwd", { argv: ["ls"], cwd: "/tmp" });
       python("py", { script: "print(1)", interpreter: "/usr/bin/python3" });
       python("mod", { module: "pkg.train", args: ["--fast"] });
-      spark("sp", { application: "app.jar", mainClass: "a.Main", sparkVersion: "3.5", conf: { "spark.x": "1" } });
+      spark("sp", {
+        application: "app.jar",
+        mainClass: "a.Main",
+        sparkVersion: "3.5",
+        conf: { "spark.x": "1" },
+      });
       container("ct", { image: "alpine:3", command: ["echo"], args: ["hi"] });
       sql("q", { connection: "warehouse", query: "select 1" });
       http("h", { url: "http://127.0.0.1/x", method: "POST", body: { a: 1 }, expectStatus: [200] });
@@ -133,10 +138,21 @@ describe("step types", () => {
       cwd: ["command", { argv: ["ls"], cwd: "/tmp" }],
       py: ["python", { script: "print(1)", interpreter: "/usr/bin/python3" }],
       mod: ["python", { module: "pkg.train", args: ["--fast"] }],
-      sp: ["spark", { application: "app.jar", main_class: "a.Main", spark_version: "3.5", conf: { "spark.x": "1" } }],
+      sp: [
+        "spark",
+        {
+          application: "app.jar",
+          main_class: "a.Main",
+          spark_version: "3.5",
+          conf: { "spark.x": "1" },
+        },
+      ],
       ct: ["container", { image: "alpine:3", command: ["echo"], args: ["hi"] }],
       q: ["sql", { connection: "warehouse", query: "select 1" }],
-      h: ["http", { url: "http://127.0.0.1/x", method: "POST", body: { a: 1 }, expect_status: [200] }],
+      h: [
+        "http",
+        { url: "http://127.0.0.1/x", method: "POST", body: { a: 1 }, expect_status: [200] },
+      ],
       h2: ["http", { url: "http://127.0.0.1/y" }],
       n: ["noop", undefined],
       s: ["sleep", { seconds: 1.5 }],
@@ -150,13 +166,28 @@ describe("step types", () => {
     const wf = workflow({ id: "opts" }, () => {
       command("train", ["train"], {
         description: "trains",
-        params: { lr: 0.1, epochs: 3, name: "m", on: true, dims: [1, 2], extra: { a: 1 }, none: null },
+        params: {
+          lr: 0.1,
+          epochs: 3,
+          name: "m",
+          on: true,
+          dims: [1, 2],
+          extra: { a: 1 },
+          none: null,
+        },
         resources: { cpus: 2, memMb: 4096, gpus: 1, diskMb: 100 },
         constraints: [
           { attribute: "pool", operator: "equals", value: "gpu" },
           { attribute: "host", operator: "unique", soft: true },
         ],
-        retry: { maxAttempts: 3, initialBackoff: 2, backoffMultiplier: 1.5, maxBackoff: "1m", retryOn: ["exit_code", "lost"], exitCodes: [137] },
+        retry: {
+          maxAttempts: 3,
+          initialBackoff: 2,
+          backoffMultiplier: 1.5,
+          maxBackoff: "1m",
+          retryOn: ["exit_code", "lost"],
+          exitCodes: [137],
+        },
         timeout: 3600,
         env: { MODE: "fast" },
         inputs: [{ name: "cohort", partitions: { dateint: "${params.dateint}" } }],
@@ -230,7 +261,12 @@ describe("params", () => {
       () => undefined,
     );
     expect(JSON.parse(wf.toCanonicalJson()).params).toEqual([
-      { name: "dateint", type: "PARAM_TYPE_INT", expr: "tsToDateInt(RUN_TS) - 1", description: "yesterday" },
+      {
+        name: "dateint",
+        type: "PARAM_TYPE_INT",
+        expr: "tsToDateInt(RUN_TS) - 1",
+        description: "yesterday",
+      },
       { name: "ratio", type: "PARAM_TYPE_DOUBLE", value: 1 },
       { name: "country", type: "PARAM_TYPE_STRING", required: true, description: "two letters" },
       { name: "day", expr: "dayFromDateInt(params.dateint)" },
@@ -293,7 +329,14 @@ describe("containers", () => {
     expect(steps[4].foreach.body[0].params).toEqual([{ name: "r", expr: "foreach.values.region" }]);
     expect(steps[5]).toEqual({ id: "empty", type: "foreach", foreach: { axes: [{ values: [] }] } });
     // Body steps stay out of the top level.
-    expect(steps.map((s: { id: string }) => s.id)).toEqual(["prep", "lit", "ex", "out", "cross", "empty"]);
+    expect(steps.map((s: { id: string }) => s.id)).toEqual([
+      "prep",
+      "lit",
+      "ex",
+      "out",
+      "cross",
+      "empty",
+    ]);
   });
 
   test("loop with until/while and max iterations; nested containers", () => {
@@ -318,7 +361,11 @@ describe("containers", () => {
 
   test("subworkflow with a version and child params", () => {
     const wf = workflow({ id: "parent" }, () => {
-      subworkflow("child", "etl", { version: 3, params: { day: expr("params.day"), n: 1 }, timeout: 60 });
+      subworkflow("child", "etl", {
+        version: 3,
+        params: { day: expr("params.day"), n: 1 },
+        timeout: 60,
+      });
       subworkflow("active", "etl");
     });
     const steps = JSON.parse(wf.toCanonicalJson()).steps;
@@ -335,7 +382,11 @@ describe("containers", () => {
       },
       timeout: "60s",
     });
-    expect(steps[1]).toEqual({ id: "active", type: "subworkflow", subworkflow: { workflowId: "etl" } });
+    expect(steps[1]).toEqual({
+      id: "active",
+      type: "subworkflow",
+      subworkflow: { workflowId: "etl" },
+    });
   });
 });
 
@@ -349,8 +400,14 @@ describe("workflow options", () => {
         owner: "team",
         tags: { b: "2", a: "1" },
         triggers: [
-          trigger.cron("nightly", "0 3 * * *", { timezone: "Europe/Paris", params: { full: true } }),
-          trigger.artifact("on-cohort", "cohort", { partitions: { country: "US" }, disabled: true }),
+          trigger.cron("nightly", "0 3 * * *", {
+            timezone: "Europe/Paris",
+            params: { full: true },
+          }),
+          trigger.artifact("on-cohort", "cohort", {
+            partitions: { country: "US" },
+            disabled: true,
+          }),
           trigger.signal("go", "retrain"),
         ],
         notifications: [{ webhookUrl: "http://hook", on: ["FAILED", "SUCCEEDED"] }],
@@ -391,7 +448,10 @@ describe("durations", () => {
     ["1h30m", { seconds: 5400, nanos: 0 }],
     ["1.5s", { seconds: 1, nanos: 500_000_000 }],
     ["2d", { seconds: 172_800, nanos: 0 }],
-    [{ seconds: 3, nanos: 7 }, { seconds: 3, nanos: 7 }],
+    [
+      { seconds: 3, nanos: 7 },
+      { seconds: 3, nanos: 7 },
+    ],
   ] as const)("%j", (input, expected) => {
     expect(compileDuration(input, "t")).toEqual(expected);
   });

@@ -5,8 +5,8 @@
 // in the order they were added, which is the order an XOR split tries them.
 import {
   type ArtifactRef,
-  ConstraintOperator,
   type Constraint as ConstraintMessage,
+  ConstraintOperator,
   JoinMode,
   type Resources as ResourcesMessage,
   RetryOn,
@@ -163,8 +163,11 @@ export class Step implements Node {
     return new OutputRef(this.id, name);
   }
 
-  /** Edges from this step to each target (several targets run in parallel). */
-  then(...targets: NodeInput[]): Flow {
+  /**
+   * Edges from this step to each target (several targets run in parallel). Named `to`, not
+   * `then`, so that a step is never mistaken for a promise by `await`.
+   */
+  to(...targets: NodeInput[]): Flow {
     return seq(this, targets.length === 1 ? targets[0]! : targets);
   }
 
@@ -297,7 +300,7 @@ export function compileArtifactRef(a: ArtifactRefInput): ArtifactRef {
   return { name: a.name, partitions: { ...a.partitions }, uri: a.uri ?? "" };
 }
 
-/** A composition of steps with its entry and exit steps. Returned by `seq`, `par`, `then`. */
+/** A composition of steps with its entry and exit steps. Returned by `seq`, `par`, `to`. */
 export class Flow implements Node {
   constructor(
     readonly entries: readonly Step[],
@@ -305,7 +308,7 @@ export class Flow implements Node {
   ) {}
 
   /** Edges from every exit of this flow to each target. */
-  then(...targets: NodeInput[]): Flow {
+  to(...targets: NodeInput[]): Flow {
     return seq(this, targets.length === 1 ? targets[0]! : targets);
   }
 }
@@ -337,7 +340,7 @@ export class Branch implements Node {
   }
 
   /** Edges from every branch target to each of `targets`. */
-  then(...targets: NodeInput[]): Flow {
+  to(...targets: NodeInput[]): Flow {
     return seq(this, targets.length === 1 ? targets[0]! : targets);
   }
 

@@ -2,16 +2,7 @@
 // subworkflow). Each constructor only shapes the config; whether the config is right is core's
 // call (StepType.validate), so a config problem comes back from Validate/Deploy with its path.
 import type { Foreach, ForeachAxis, Step as StepMessage } from "@kaon/proto";
-import {
-  definedOnly,
-  Graph,
-  type Node,
-  type NodeInput,
-  seq,
-  Step,
-  type StepOptions,
-  withGraph,
-} from "./graph.js";
+import { definedOnly, Graph, type Node, Step, type StepOptions, withGraph } from "./graph.js";
 import {
   compileDuration,
   compileParams,
@@ -83,7 +74,11 @@ export interface PythonConfig {
 }
 
 /** Runs Python: inline source or a module, with an interpreter of choice. */
-export function python(id: string, config: PythonConfig, options: StepOptions = {}): ConfiguredStep {
+export function python(
+  id: string,
+  config: PythonConfig,
+  options: StepOptions = {},
+): ConfiguredStep {
   return step(id, "python", { ...config }, options);
 }
 
@@ -149,7 +144,11 @@ export interface HttpConfig {
 }
 
 /** Calls an HTTP service. */
-export function http(id: string, config: HttpConfig | string, options: StepOptions = {}): ConfiguredStep {
+export function http(
+  id: string,
+  config: HttpConfig | string,
+  options: StepOptions = {},
+): ConfiguredStep {
   const { expectStatus, ...rest } = typeof config === "string" ? { url: config } : config;
   return step(id, "http", { ...rest, expect_status: expectStatus }, options);
 }
@@ -160,7 +159,11 @@ export function noop(id: string, options: StepOptions = {}): ConfiguredStep {
 }
 
 /** Waits inside core without a process, e.g. `sleep("cool-down", 30)` or `sleep("cool-down", "5m")`. */
-export function sleep(id: string, duration: DurationInput, options: StepOptions = {}): ConfiguredStep {
+export function sleep(
+  id: string,
+  duration: DurationInput,
+  options: StepOptions = {},
+): ConfiguredStep {
   if (typeof duration === "number") return step(id, "sleep", { seconds: duration }, options);
   const d = compileDuration(duration, `step ${id}: duration`);
   return step(id, "sleep", { seconds: d.seconds + d.nanos / 1e9 }, options);
@@ -169,7 +172,7 @@ export function sleep(id: string, duration: DurationInput, options: StepOptions 
 /** A container step whose body is a sub-graph built by a callback. */
 abstract class ContainerStep extends Step {
   protected readonly bodyGraph: Graph;
-  constructor(id: string, type: string, options: StepOptions, build: () => NodeInput | undefined) {
+  constructor(id: string, type: string, options: StepOptions, build: () => unknown) {
     super(id, type, options);
     this.bodyGraph = new Graph(`${type}(${JSON.stringify(id)})`);
     withGraph(this.bodyGraph, build);
@@ -202,7 +205,11 @@ export interface ForeachOptions extends StepOptions {
 
 /** Runs a body sub-graph once per value. */
 export class ForeachStep extends ContainerStep {
-  constructor(id: string, private readonly foreachOptions: ForeachOptions, build: (it: ForeachScope) => NodeInput | undefined) {
+  constructor(
+    id: string,
+    private readonly foreachOptions: ForeachOptions,
+    build: (it: ForeachScope) => unknown,
+  ) {
     super(id, "foreach", foreachOptions, () => build(FOREACH_SCOPE));
   }
   protected override body(): Partial<StepMessage> {
@@ -210,7 +217,9 @@ export class ForeachStep extends ContainerStep {
     const axes: ForeachAxis[] =
       Array.isArray(over) || over instanceof Expr
         ? [compileAxis("", over as AxisInput)]
-        : Object.entries(over as Record<string, AxisInput>).map(([name, a]) => compileAxis(name, a));
+        : Object.entries(over as Record<string, AxisInput>).map(([name, a]) =>
+            compileAxis(name, a),
+          );
     const foreach: Foreach = { axes, concurrency: concurrency ?? 0, body: this.bodySteps() };
     return { foreach };
   }
@@ -235,9 +244,9 @@ function compileAxis(name: string, input: AxisInput): ForeachAxis {
 export function foreach(
   id: string,
   options: ForeachOptions,
-  build: (it: ForeachScope) => NodeInput | undefined | void,
+  build: (it: ForeachScope) => unknown,
 ): ForeachStep {
-  return new ForeachStep(id, options, (it) => build(it) ?? undefined);
+  return new ForeachStep(id, options, (it) => build(it));
 }
 
 /** The iteration context a loop body sees, as expressions. */
@@ -258,7 +267,11 @@ export interface LoopOptions extends StepOptions {
 
 /** Repeats a body sub-graph until/while a condition holds. */
 export class LoopStep extends ContainerStep {
-  constructor(id: string, private readonly loopOptions: LoopOptions, build: (l: LoopScope) => NodeInput | undefined) {
+  constructor(
+    id: string,
+    private readonly loopOptions: LoopOptions,
+    build: (l: LoopScope) => unknown,
+  ) {
     super(id, "loop", loopOptions, () => build(LOOP_SCOPE));
   }
   protected override body(): Partial<StepMessage> {
@@ -280,12 +293,8 @@ const LOOP_SCOPE: LoopScope = { iteration: expr("loop.iteration") };
  * Repeats `build`'s steps: `loop("tune", { until: "steps.check.outputs.stable", maxIterations: 5 },
  * () => seq(train, check))`.
  */
-export function loop(
-  id: string,
-  options: LoopOptions,
-  build: (l: LoopScope) => NodeInput | undefined | void,
-): LoopStep {
-  return new LoopStep(id, options, (l) => build(l) ?? undefined);
+export function loop(id: string, options: LoopOptions, build: (l: LoopScope) => unknown): LoopStep {
+  return new LoopStep(id, options, (l) => build(l));
 }
 
 /** Options of a subworkflow step. */
@@ -298,7 +307,11 @@ export interface SubworkflowOptions extends Omit<StepOptions, "params"> {
 
 /** Starts another workflow and waits for it. */
 export class SubworkflowStep extends Step {
-  constructor(id: string, private readonly workflowId: string, private readonly subOptions: SubworkflowOptions) {
+  constructor(
+    id: string,
+    private readonly workflowId: string,
+    private readonly subOptions: SubworkflowOptions,
+  ) {
     const { params: _childParams, ...stepOptions } = subOptions;
     super(id, "subworkflow", stepOptions);
   }
@@ -314,7 +327,11 @@ export class SubworkflowStep extends Step {
 }
 
 /** Starts workflow `workflowId` and waits for it: `subworkflow("child", "etl", { params: {…} })`. */
-export function subworkflow(id: string, workflowId: string, options: SubworkflowOptions = {}): SubworkflowStep {
+export function subworkflow(
+  id: string,
+  workflowId: string,
+  options: SubworkflowOptions = {},
+): SubworkflowStep {
   return new SubworkflowStep(id, workflowId, options);
 }
 

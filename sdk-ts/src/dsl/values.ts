@@ -197,5 +197,5 @@ export function compileDuration(input: DurationInput, field: string): Duration {
 function decimalTimes(decimal: string, unit: bigint): bigint {
   const [whole = "0", fraction = ""] = decimal.split(".");
   const scale = 10n ** BigInt(fraction.length);
-  return (BigInt(whole) * scale + BigInt(fraction || "0")) * unit / scale;
+  return ((BigInt(whole) * scale + BigInt(fraction || "0")) * unit) / scale;
 }

@@ -5,14 +5,14 @@ import {
   type CronTrigger,
   canonicalJsonText,
   FailureMode,
+  messageToJson,
   type Notification,
   RunStrategyMode,
   type Trigger,
   WorkflowDefinition,
-  messageToJson,
 } from "@kaon/proto";
 import { KaonError } from "../errors.js";
-import { compileArtifactRef, Graph, type NodeInput, seq, type Step, withGraph } from "./graph.js";
+import { Graph, type Step, withGraph } from "./graph.js";
 import {
   compileDuration,
   compileParams,
@@ -123,7 +123,7 @@ export class Workflow {
   readonly graph: Graph;
   constructor(
     readonly options: WorkflowOptions,
-    build: (wf: WorkflowScope) => NodeInput | undefined | void,
+    build: (wf: WorkflowScope) => unknown,
   ) {
     this.graph = new Graph(`workflow(${JSON.stringify(options.id)})`);
     const scope: WorkflowScope = { id: options.id, param: (name) => expr(`params.${name}`) };
@@ -191,7 +191,7 @@ function compileNotification(n: NotificationInput): Notification {
 
 /**
  * Defines a workflow. Steps created inside `build` belong to it, in the order they are created;
- * wire them with `seq`, `par`, `a.then(b)`, `a.when(cond, b)`, `a.otherwise(c)`.
+ * wire them with `seq`, `par`, `a.to(b)`, `a.branch({ xor: true }).when(cond, b).otherwise(c)`.
  *
  * ```ts
  * const wf = workflow({ id: "hello" }, () => {
@@ -201,10 +201,10 @@ function compileNotification(n: NotificationInput): Notification {
  */
 export function workflow(
   options: WorkflowOptions,
-  build: (wf: WorkflowScope) => NodeInput | undefined | void,
+  build: (wf: WorkflowScope) => unknown,
 ): Workflow {
   if (typeof options?.id !== "string") {
-    throw new KaonError("workflow: `id` is required, e.g. workflow({ id: \"nightly-train\" }, …)");
+    throw new KaonError('workflow: `id` is required, e.g. workflow({ id: "nightly-train" }, …)');
   }
   return new Workflow(options, build);
 }

@@ -29,7 +29,9 @@ async function setup(options: ConstructorParameters<typeof Job>[0] = {}) {
 }
 
 const outputs = (state: JobState) =>
-  state.items.flatMap((i) => (i.kind?.$case === "output" ? [[i.kind.value.name, i.kind.value.value]] : []));
+  state.items.flatMap((i) =>
+    i.kind?.$case === "output" ? [[i.kind.value.name, i.kind.value.value]] : [],
+  );
 
 describe("batching", () => {
   test("a full queue goes out at once; flush sends the rest; sequences increase by one", async () => {
@@ -49,7 +51,10 @@ describe("batching", () => {
     const { state, job } = await setup({ flushIntervalMs: 20 });
     job.progress(10, "warming up");
     await state.itemsApplied(1);
-    expect(state.items[0]?.kind).toEqual({ $case: "progress", value: { percent: 10, message: "warming up" } });
+    expect(state.items[0]?.kind).toEqual({
+      $case: "progress",
+      value: { percent: 10, message: "warming up" },
+    });
   });
 
   test("every report kind reaches the server in order", async () => {
@@ -65,9 +70,20 @@ describe("batching", () => {
     job.heartbeat();
     await job.flush();
     expect(state.items.map((i) => i.kind?.$case)).toEqual([
-      "output", "output", "progress", "milestone", "link", "counter", "image", "message", "heartbeat",
+      "output",
+      "output",
+      "progress",
+      "milestone",
+      "link",
+      "counter",
+      "image",
+      "message",
+      "heartbeat",
     ]);
-    expect(outputs(state)).toEqual([["auc", 0.91], ["regions", ["US", "BR"]]]);
+    expect(outputs(state)).toEqual([
+      ["auc", 0.91],
+      ["regions", ["US", "BR"]],
+    ]);
     const msg = state.items[7]?.kind;
     expect(msg?.$case === "message" && msg.value.level).toBe(3);
   });
@@ -83,7 +99,10 @@ describe("exactly once", () => {
     await job.flush();
     expect(state.received).toEqual([1, 1, 2]);
     expect(state.applied).toEqual([1, 2]);
-    expect(outputs(state)).toEqual([["a", 1], ["b", 2]]);
+    expect(outputs(state)).toEqual([
+      ["a", 1],
+      ["b", 2],
+    ]);
   });
 
   test("core restarts mid-way: reports are retried until it is back, none lost or doubled", async () => {
@@ -132,14 +151,21 @@ describe("context and artifacts", () => {
     const { job } = await setup();
     expect(await job.params()).toEqual({ region: "US", n: 3 });
     const ctx = await job.context();
-    expect(ctx).toMatchObject({ runId: "r1", stepId: "train", path: "regional[2]/train", attempt: 1 });
+    expect(ctx).toMatchObject({
+      runId: "r1",
+      stepId: "train",
+      path: "regional[2]/train",
+      attempt: 1,
+    });
     expect(ctx.runTs.getTime()).toBe(1_700_000_000_000);
   });
 
   test("artifact() flushes earlier reports first, then announces", async () => {
     const { state, job } = await setup({ flushIntervalMs: 60_000 });
     job.output("rows", 1200);
-    const artifact = await job.artifact("cohort", { dateint: "20261121" }, "s3://b/cohort", { rows: 1200 });
+    const artifact = await job.artifact("cohort", { dateint: "20261121" }, "s3://b/cohort", {
+      rows: 1200,
+    });
     expect(state.items).toHaveLength(1);
     expect(artifact).toMatchObject({ name: "cohort", revision: 1, metadata: { rows: 1200 } });
     expect(state.artifacts[0]?.partitions).toEqual({ dateint: "20261121" });
@@ -149,7 +175,9 @@ describe("context and artifacts", () => {
 describe("errors a job author sees", () => {
   test("outside a job", () => {
     expect(() => jobEnvironment({})).toThrow(KaonError);
-    expect(() => jobEnvironment({})).toThrow(/not inside a kaon job: KAON_ENDPOINT and KAON_TOKEN are not set/);
+    expect(() => jobEnvironment({})).toThrow(
+      /not inside a kaon job: KAON_ENDPOINT and KAON_TOKEN are not set/,
+    );
     expect(() => jobEnvironment({ KAON_TOKEN: "t" })).toThrow(/KAON_ENDPOINT is not set/);
   });
 
@@ -160,8 +188,12 @@ describe("errors a job author sees", () => {
     expect(() => job.output("when", new Date(0))).toThrow(
       /output "when" cannot be encoded as JSON: the value is a Date, not a plain object; use date.toISOString/,
     );
-    expect(() => job.output("n", { a: [1, 10n] })).toThrow(/output "n" cannot be encoded as JSON: a\[1\] is a bigint/);
-    expect(() => job.output("x", { v: undefined })).toThrow(/output "x" .* v is undefined; use null/);
+    expect(() => job.output("n", { a: [1, 10n] })).toThrow(
+      /output "n" cannot be encoded as JSON: a\[1\] is a bigint/,
+    );
+    expect(() => job.output("x", { v: undefined })).toThrow(
+      /output "x" .* v is undefined; use null/,
+    );
     expect(() => job.output("c", cyclic)).toThrow(/output "c" .* self refers back to itself/);
     expect(() => job.output("nan", Number.NaN)).toThrow(/output "nan" .* NaN/);
   });
@@ -178,11 +210,15 @@ describe("flush at exit", () => {
       `job.progress(100, "done");`,
     ].join("\n");
     const root = fileURLToPath(new URL("../../../", import.meta.url));
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-      cwd: root,
-      env: { ...process.env, KAON_ENDPOINT: server.address, KAON_TOKEN: JOB_TOKEN },
-      stdio: ["ignore", "inherit", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script],
+      {
+        cwd: root,
+        env: { ...process.env, KAON_ENDPOINT: server.address, KAON_TOKEN: JOB_TOKEN },
+        stdio: ["ignore", "inherit", "inherit"],
+      },
+    );
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
     expect(code).toBe(0);
     expect(outputs(state)).toEqual([["auc", 0.5]]);

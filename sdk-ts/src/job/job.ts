@@ -45,11 +45,15 @@ export interface JobEnvironment {
 }
 
 /** Reads KAON_ENDPOINT and KAON_TOKEN; throws a clear KaonError outside a job. */
-export function jobEnvironment(env: Record<string, string | undefined> = process.env): JobEnvironment {
+export function jobEnvironment(
+  env: Record<string, string | undefined> = process.env,
+): JobEnvironment {
   const endpoint = env.KAON_ENDPOINT?.trim();
   const token = env.KAON_TOKEN?.trim();
   if (!endpoint || !token) {
-    const missing = [!endpoint && "KAON_ENDPOINT", !token && "KAON_TOKEN"].filter(Boolean).join(" and ");
+    const missing = [!endpoint && "KAON_ENDPOINT", !token && "KAON_TOKEN"]
+      .filter(Boolean)
+      .join(" and ");
     throw new KaonError(
       `not inside a kaon job: ${missing} ${missing.includes(" and ") ? "are" : "is"} not set. ` +
         "The in-job API works only in a process started by kaon as a step; " +
@@ -160,7 +164,11 @@ export class Job {
   }
 
   /** Shows a small image (PNG by default, or SVG) on the step; a later one of the same name replaces it. */
-  image(name: string, data: Uint8Array, mimeType: "image/png" | "image/svg+xml" = "image/png"): void {
+  image(
+    name: string,
+    data: Uint8Array,
+    mimeType: "image/png" | "image/svg+xml" = "image/png",
+  ): void {
     this.add({ kind: { $case: "image", value: { name, mimeType, data } } });
   }
 
@@ -168,7 +176,9 @@ export class Job {
   message(text: string, level: MessageLevelName = "info"): void {
     const lvl = LEVELS[level];
     if (lvl === undefined) {
-      throw new KaonError(`message level ${JSON.stringify(level)} is not one of debug, info, warning, error`);
+      throw new KaonError(
+        `message level ${JSON.stringify(level)} is not one of debug, info, warning, error`,
+      );
     }
     this.add({ kind: { $case: "message", value: { level: lvl, text, time: new Date() } } });
   }
@@ -190,7 +200,9 @@ export class Job {
   ): Promise<Artifact> {
     const problem = jsonProblem(metadata, "");
     if (problem !== undefined) {
-      throw new KaonError(`artifact ${JSON.stringify(name)}: metadata cannot be encoded as JSON: ${problem}`);
+      throw new KaonError(
+        `artifact ${JSON.stringify(name)}: metadata cannot be encoded as JSON: ${problem}`,
+      );
     }
     await this.flush();
     const { artifact } = await this.raw.jobs.announceArtifact({
@@ -230,7 +242,11 @@ export class Job {
 }
 
 /** Why `value` is not plain JSON (with the path inside it), or undefined when it is. */
-export function jsonProblem(value: unknown, path: string, seen = new Set<object>()): string | undefined {
+export function jsonProblem(
+  value: unknown,
+  path: string,
+  seen = new Set<object>(),
+): string | undefined {
   const at = path === "" ? "the value" : path;
   switch (typeof value) {
     case "string":
@@ -304,7 +320,11 @@ export const job = {
     sharedJob().image(name, data, mimeType),
   message: (text: string, level?: MessageLevelName) => sharedJob().message(text, level),
   heartbeat: () => sharedJob().heartbeat(),
-  artifact: (name: string, partitions: Record<string, string>, uri: string, metadata?: JsonObject) =>
-    sharedJob().artifact(name, partitions, uri, metadata),
+  artifact: (
+    name: string,
+    partitions: Record<string, string>,
+    uri: string,
+    metadata?: JsonObject,
+  ) => sharedJob().artifact(name, partitions, uri, metadata),
   flush: () => sharedJob().flush(),
 };

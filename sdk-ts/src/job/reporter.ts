@@ -108,8 +108,7 @@ export class Reporter {
     }
     while (this.queue.length > 0) {
       const items = this.queue.splice(0, this.maxBatchItems);
-      const sequence =
-        this.nextSequence === undefined ? issueTimeSequence() : this.nextSequence++;
+      const sequence = this.nextSequence === undefined ? issueTimeSequence() : this.nextSequence++;
       this.chain = this.chain.then(() => this.send(sequence, items));
     }
   }

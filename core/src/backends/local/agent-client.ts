@@ -43,9 +43,12 @@
 //   {"type":"invalid","message":"…"}    a request the agent could not understand.
 //   {"type":"superseded","message":"…"} another client connected; this connection closes.
 //
-// Durability: the agent writes tasks/<taskId>.json (tmp + rename) when a job starts and
-// again with its terminal status BEFORE it reports `exited`/`error`; the record goes on
-// `ack`. So a core that was away learns every end it missed from `list`. One client is
+// Durability: the agent appends each task's record to `<dir>/tasks.journal` (JSON lines,
+// group-written, compacted by rewrite + rename) when the job starts and again with its
+// terminal status, in both cases BEFORE it reports `started`/`exited`/`error`; `ack` appends
+// a deletion. So a core that was away learns every end it missed from `list`, and an agent
+// that was killed re-adopts the jobs still alive (same pid and /proc start time; polled,
+// since they are no longer its children) and reports the others `lost`. One client is
 // active at a time (the latest to connect); events are not queued for absent clients — the
 // task table is the truth and `list` reads it.
 

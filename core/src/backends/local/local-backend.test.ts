@@ -11,6 +11,7 @@ import type { ResourceAmounts } from "../backend.js";
 import { LocalBackend, type LocalBackendOptions } from "./local-backend.js";
 import {
   argv,
+  journalState,
   killAgent,
   processAlive,
   Recorder,
@@ -222,11 +223,7 @@ describe("LocalBackend", () => {
     await a.rec.state("t-write", "RUNNING");
     await a.backend.stop(); // core goes away; the agent and its jobs stay
 
-    const record = path.join(dir, "agent", "tasks", "t-write.json");
-    await waitFor(
-      () => fs.existsSync(record) && JSON.parse(fs.readFileSync(record, "utf8")).state === "exited",
-      "t-write to end while no core is connected",
-    );
+    await waitFor(() => journalState(dir, "t-write") === "exited", "t-write to end while no core runs");
 
     const b = await startBackend(dir);
     expect(await b.rec.final("t-write")).toMatchObject({ state: "FAILED", exitCode: 7 });
@@ -246,8 +243,8 @@ describe("LocalBackend", () => {
     b.backend.acknowledge("t-write");
     b.backend.acknowledge("t-long");
     await waitFor(
-      () => fs.readdirSync(path.join(dir, "agent", "tasks")).length === 0,
-      "records to go",
+      () => journalState(dir, "t-write") === "deleted" && journalState(dir, "t-long") === "deleted",
+      "the records to be dropped",
     );
   });
 

@@ -21,7 +21,12 @@ afterAll(async () => {
 async function kaon(args: string[], env: Record<string, string | undefined>) {
   const printed: string[] = [];
   const program = new Command("kaon").exitOverride().option("--json");
-  const ctx = new CliContext(() => program.opts(), (t) => printed.push(t), () => undefined, env);
+  const ctx = new CliContext(
+    () => program.opts(),
+    (t) => printed.push(t),
+    () => undefined,
+    env,
+  );
   register(program, ctx, env);
   await program.parseAsync(["node", "kaon", ...args]);
   return printed.join("");
@@ -65,7 +70,19 @@ describe("kaon job", () => {
 
   test("artifact with partitions, uri and metadata", async () => {
     const out = await kaon(
-      ["job", "artifact", "cohort", "--partition", "country=US", "--partition", "dateint=20261121", "--uri", "s3://b/c", "--metadata", '{"rows": 3}'],
+      [
+        "job",
+        "artifact",
+        "cohort",
+        "--partition",
+        "country=US",
+        "--partition",
+        "dateint=20261121",
+        "--uri",
+        "s3://b/c",
+        "--metadata",
+        '{"rows": 3}',
+      ],
       inJob(),
     );
     expect(out).toContain("announced cohort (revision 1)");
@@ -81,13 +98,17 @@ describe("kaon job", () => {
     await expect(kaon(["job", "output", "x", "1"], {})).rejects.toThrow(
       /kaon job: not inside a kaon job: KAON_ENDPOINT and KAON_TOKEN are not set/,
     );
-    await expect(kaon(["job", "progress", "lots"], inJob())).rejects.toThrow(/PERCENT: 'lots' is not a number/);
-    await expect(kaon(["job", "message", "x", "--level", "loud"], inJob())).rejects.toThrow(CliError);
+    await expect(kaon(["job", "progress", "lots"], inJob())).rejects.toThrow(
+      /PERCENT: 'lots' is not a number/,
+    );
+    await expect(kaon(["job", "message", "x", "--level", "loud"], inJob())).rejects.toThrow(
+      CliError,
+    );
     await expect(
       kaon(["job", "artifact", "a", "--uri", "u", "--metadata", "[1]"], inJob()),
     ).rejects.toThrow(/--metadata: '\[1\]' is not a JSON object/);
-    await expect(kaon(["job", "artifact", "a", "--partition", "nokey", "--uri", "u"], inJob())).rejects.toThrow(
-      /--partition: 'nokey' is not key=value/,
-    );
+    await expect(
+      kaon(["job", "artifact", "a", "--partition", "nokey", "--uri", "u"], inJob()),
+    ).rejects.toThrow(/--partition: 'nokey' is not key=value/);
   });
 });

@@ -1,4 +1,3 @@
-// biome-ignore-all lint/suspicious/noTemplateCurlyInString: step configs hold kaon templates, whose syntax is ${...}
 import { describe, expect, it } from "vitest";
 import { defaultStepTypeSettings } from "../registry.js";
 import { makeStepContext, recordingReporter } from "../testing.js";

@@ -82,7 +82,8 @@ def to_plain(value: object, where: str) -> JsonValue:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EncodeError(
-                    f"{where}: map key {key!r} has type {type(key).__name__}; JSON keys must be strings"
+                    f"{where}: map key {key!r} has type {type(key).__name__}; "
+                    "JSON keys must be strings"
                 )
             out[key] = to_plain(item, f"{where}.{key}")
         return out
