@@ -87,7 +87,9 @@ async function agentAlone(dataDir: string, n: number): Promise<number> {
 }
 
 /** N `true` spawned by Node itself at CONCURRENCY; returns elapsed and the mean spawn() block. */
-async function nodeSpawns(n: number): Promise<{ elapsed: number; blockMs: number; maxBlockMs: number }> {
+async function nodeSpawns(
+  n: number,
+): Promise<{ elapsed: number; blockMs: number; maxBlockMs: number }> {
   let started = 0;
   let blocked = 0;
   let maxBlock = 0;
@@ -122,7 +124,9 @@ function growHeapTo(mb: number): number {
 }
 
 const fmt = (ms: number) => ms.toFixed(3);
-console.log(`machine: ${os.cpus().length} cpus, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`);
+console.log(
+  `machine: ${os.cpus().length} cpus, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`,
+);
 console.log(`N=${N} launches of \`true\` at concurrency ${CONCURRENCY}\n`);
 
 /** Mean cost of creating a file in dir: what each job's stdout/stderr file costs there. */
@@ -139,11 +143,15 @@ for (const base of bases) {
   await throughBackend(dataDir, 200); // warm-up: agent start, page cache
   const viaBackend = await throughBackend(dataDir, N);
   const alone = await agentAlone(dataDir, N);
-  console.log(`data dir on ${base} (creating a file there: ${fmt(create)} ms; each job creates 2 log files)`);
+  console.log(
+    `data dir on ${base} (creating a file there: ${fmt(create)} ms; each job creates 2 log files)`,
+  );
   console.log(
     `  through LocalBackend + agent: ${fmt(viaBackend / N)} ms/spawn  (${(N / (viaBackend / 1000)).toFixed(0)}/s)`,
   );
-  console.log(`  agent spawning alone (floor): ${fmt(alone / N)} ms/spawn  (${(N / (alone / 1000)).toFixed(0)}/s)`);
+  console.log(
+    `  agent spawning alone (floor): ${fmt(alone / N)} ms/spawn  (${(N / (alone / 1000)).toFixed(0)}/s)`,
+  );
   console.log(`  ratio backend/floor:          ${(viaBackend / alone).toFixed(2)}x`);
   const pid = Number(fs.readFileSync(path.join(dataDir, "agent", "agent.pid"), "utf8"));
   process.kill(pid, "SIGTERM");
@@ -160,4 +168,3 @@ for (const mb of [50, 600]) {
       `(max ${fmt(r.maxBlockMs)}), ${fmt(r.elapsed / count)} ms/spawn wall over ${count}`,
   );
 }
-

@@ -31,6 +31,9 @@ type agent struct {
 	tasks   map[string]*task
 	active  *conn            // the connection events go to; the latest one wins
 	orphans map[string]*task // re-adopted after a restart: watched through /proc
+
+	pathMu    sync.Mutex
+	pathCache map[string]pathCacheEntry
 }
 
 type task struct {
@@ -59,6 +62,7 @@ func newAgent(dir string, orphanPoll time.Duration) (*agent, error) {
 		orphanPoll: orphanPoll,
 		tasks:      make(map[string]*task),
 		orphans:    make(map[string]*task),
+		pathCache:  make(map[string]pathCacheEntry),
 	}, nil
 }
 
@@ -295,7 +299,7 @@ func (a *agent) start(req *request) (*os.Process, error) {
 		env = append(env, "PATH="+pathEnv)
 	}
 
-	exe, err := lookPath(argv[0], pathEnv, req.Cwd)
+	exe, err := a.resolve(argv[0], pathEnv, req.Cwd)
 	if err != nil {
 		return nil, err
 	}
@@ -359,6 +363,45 @@ func (a *agent) openOutputs(stdoutPath, stderrPath string) (stdout, stderr *os.F
 		return nil, nil, fmt.Errorf("cannot open stderr file: %v", err)
 	}
 	return stdout, stderr, nil
+}
+
+// resolve is lookPath with a short-lived cache: the PATH walk (a stat per entry) is a
+// visible part of a launch, and thousands of launches share a handful of commands.
+func (a *agent) resolve(name, pathEnv, cwd string) (string, error) {
+	cacheable := !strings.Contains(name, "/")
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if !filepath.IsAbs(dir) {
+			cacheable = false // depends on cwd
+		}
+	}
+	key := name + "\x00" + pathEnv
+	now := time.Now()
+	if cacheable {
+		a.pathMu.Lock()
+		e, ok := a.pathCache[key]
+		a.pathMu.Unlock()
+		if ok && now.Sub(e.at) < pathCacheTTL {
+			return e.exe, nil
+		}
+	}
+	exe, err := lookPath(name, pathEnv, cwd)
+	if err == nil && cacheable {
+		a.pathMu.Lock()
+		if len(a.pathCache) >= 1024 {
+			a.pathCache = make(map[string]pathCacheEntry)
+		}
+		a.pathCache[key] = pathCacheEntry{exe: exe, at: now}
+		a.pathMu.Unlock()
+	}
+	return exe, err
+}
+
+// pathCacheTTL bounds how long a newly installed command earlier on PATH goes unnoticed.
+const pathCacheTTL = 2 * time.Second
+
+type pathCacheEntry struct {
+	exe string
+	at  time.Time
 }
 
 // lookPath finds name like a shell would, but on the job's PATH rather than the agent's.

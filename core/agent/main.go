@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -103,16 +102,11 @@ func run(dir string, orphanPoll time.Duration) int {
 			if s == syscall.SIGTERM || s == syscall.SIGINT {
 				log.Printf("%v: exiting; running jobs keep running and are re-adopted by the next agent", s)
 				_ = os.Remove(sockPath)
-				pprof.StopCPUProfile()
 				os.Exit(0)
 			}
 		}
 	}()
 
-	if p := os.Getenv("KAON_AGENT_CPUPROFILE"); p != "" {
-		f, _ := os.Create(p)
-		_ = pprof.StartCPUProfile(f)
-	}
 	log.Printf("listening on %s (%d task records)", sockPath, a.taskCount())
 	// The starter waits for this line (a pipe), then the agent lets go of it for good.
 	fmt.Printf("ready %d\n", os.Getpid())

@@ -7,7 +7,9 @@ import kaon
 
 def workflow() -> kaon.Workflow:
     """The vector's workflow."""
-    with kaon.Workflow("vectors.branches", description="branch and join") as wf:
+    with kaon.Workflow(
+        "vectors.branches", description="branch and join", params={"notify": True}
+    ) as wf:
         check = kaon.command("check", argv=["./check.sh"])
         small = kaon.command("small", argv=["./small.sh"])
         large = kaon.command("large", argv=["./large.sh"])

@@ -29,7 +29,9 @@ def compile_vector(name: str) -> str:
         sys.path.insert(0, str(SDK_SRC))
     path = HERE / f"{name}.py"
     if not path.is_file():
-        raise SystemExit(f"no vector {name!r}: {path} does not exist (have: {vector_names()})")
+        raise SystemExit(
+            f"no vector {name!r}: {path} does not exist (have: {vector_names()})"
+        )
     spec = importlib.util.spec_from_file_location(f"kaon_vector_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -43,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="vectors to compile (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "py")
-    parser.add_argument("--stdout", action="store_true", help="print instead of writing files")
+    parser.add_argument(
+        "--stdout", action="store_true", help="print instead of writing files"
+    )
     args = parser.parse_args(argv)
     names = args.names or vector_names()
     for name in names:

@@ -22,10 +22,12 @@ def workflow() -> kaon.Workflow:
             kaon.Param("tiny", float, default=1e-7),
             kaon.Param("enabled", bool, default=True),
             kaon.Param("regions", list, default=["us-east", "eu-west"]),
-            kaon.Param("weights", dict, default={"b": 2, "a": 1.5, "nested": {"z": None}}),
+            kaon.Param(
+                "weights", dict, default={"b": 2, "a": 1.5, "nested": {"z": None}}
+            ),
             kaon.Param("blob", "json", default={"k": [1, "two", False]}),
             kaon.Param("dateint", int, expr="tsToDateInt(RUN_TS)"),
-            kaon.Param("day", int, default=kaon.expr("dayFromDateInt(params.dateint)")),
+            kaon.Param("day", int, default=kaon.expr("params.dateint % 100")),
             kaon.Param("model", str, required=True, description="model to publish"),
             kaon.Param("anything"),
             kaon.Param("nothing", default=None),
@@ -86,11 +88,16 @@ def workflow() -> kaon.Workflow:
                 exit_codes=[1, 137],
             ),
             timeout=timedelta(minutes=90),
-            inputs=[kaon.Artifact("members", partitions={"dateint": "${params.dateint}"})],
+            inputs=[
+                kaon.Artifact("members", partitions={"dateint": "${params.dateint}"})
+            ],
             outputs=[
                 kaon.Artifact(
                     "features.daily",
-                    partitions={"dateint": "${params.dateint}", "country": "${params.country}"},
+                    partitions={
+                        "dateint": "${params.dateint}",
+                        "country": "${params.country}",
+                    },
                     uri="s3://bucket/features/${params.dateint}",
                 )
             ],
@@ -133,7 +140,10 @@ def workflow() -> kaon.Workflow:
             description="per region",
         ) as regional:
             kaon.python(
-                "train_region", module="train.region", args=["--region", "${foreach.value}"]
+                "train_region",
+                module="train.region",
+                args=["--region", "${params.region}"],
+                params={"region": kaon.expr("foreach.values.region")},
             )
 
         with kaon.loop(
@@ -144,11 +154,13 @@ def workflow() -> kaon.Workflow:
         ) as stabilise:
             kaon.noop("check")
 
-        child = kaon.subworkflow("downstream", "vectors.linear", params={"country": "MX"})
+        child = kaon.subworkflow(
+            "downstream", "vectors.linear", params={"country": "MX"}
+        )
 
         select >> wrangle >> [train, regional] >> validate
-        validate.branch(xor=True).when("steps.validate.outputs.auc > 0.8", publish).otherwise(
-            stabilise
-        )
+        validate.branch(xor=True).when(
+            "steps.validate.outputs.auc > 0.8", publish
+        ).otherwise(stabilise)
         [publish, stabilise] >> wait >> custom >> child >> end
     return wf

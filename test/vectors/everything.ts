@@ -23,7 +23,7 @@ export function workflow(): kaon.Workflow {
         weights: param.map({ b: 2, a: 1.5, nested: { z: null } }),
         blob: param.json({ k: [1, "two", false] }),
         dateint: param.int(kaon.expr("tsToDateInt(RUN_TS)")),
-        day: param.int(kaon.expr("dayFromDateInt(params.dateint)")),
+        day: param.int(kaon.expr("params.dateint % 100")),
         model: param.required("string", "model to publish"),
         anything: param({}),
         nothing: param({ value: null }),
@@ -133,11 +133,12 @@ export function workflow(): kaon.Workflow {
           concurrency: 2,
           description: "per region",
         },
-        () => {
-          kaon.python("train_region", {
-            module: "train.region",
-            args: ["--region", "${foreach.value}"],
-          });
+        (it) => {
+          kaon.python(
+            "train_region",
+            { module: "train.region", args: ["--region", "${params.region}"] },
+            { params: { region: it.values("region") } },
+          );
         },
       );
 

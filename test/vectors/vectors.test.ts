@@ -76,7 +76,7 @@ describe("test vectors", () => {
     }
   });
 
-  test.each(tsVectors)("%s: valid by core's rules", async (name, ctx) => {
+  test.for(tsVectors)("%s: valid by core's rules", async (name, ctx) => {
     const module = (await import(join(HERE, `${name}.ts`))) as { workflow: () => Workflow };
     const def = module.workflow().toDefinition();
     const registry = stepTypeRegistry();

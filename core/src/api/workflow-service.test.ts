@@ -9,7 +9,7 @@ import {
   type WorkflowDefinition,
   WorkflowServiceDefinition,
 } from "@kaon/proto";
-import { type Client, ClientError, Metadata, Status } from "nice-grpc";
+import { type Client, ClientError, type Metadata, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freshPgDatabase } from "../../../test/support/pg.js";
 import { silentLogger } from "../log.js";
@@ -120,11 +120,13 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     const err = await rpcError((options) =>
       client.deploy(
         {
-          definition: def(`
+          definition: def(
+            `
             id: broken
             steps:
               - {id: a, type: comand, resources: {cpus: -2}}
-          `.replace(/^ {12}/gm, "")),
+          `.replace(/^ {12}/gm, ""),
+          ),
         },
         options,
       ),
@@ -132,18 +134,37 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     expect(err.code).toBe(Status.INVALID_ARGUMENT);
     expect(err.details).toContain("workflow definition 'broken' is invalid (2 problems)");
     expect(err.details).toContain("steps[0].type: step 'a': unknown step type 'comand'");
-    expect(err.violations.map((v) => v.field)).toEqual(["steps[0].type", "steps[0].resources.cpus"]);
+    expect(err.violations.map((v) => v.field)).toEqual([
+      "steps[0].type",
+      "steps[0].resources.cpus",
+    ]);
     const missing = await client.getWorkflow({ workflowId: "broken" }).catch((e: ClientError) => e);
     expect((missing as ClientError).code).toBe(Status.NOT_FOUND);
   });
 
   it("Deploy makes immutable versions, returns the existing one for identical content, and records metadata", async () => {
-    const scm = { commit: "abc123", branch: "main", dirty: true, author: "Ann <ann@x>", repository: "" };
+    const scm = {
+      commit: "abc123",
+      branch: "main",
+      dirty: true,
+      author: "Ann <ann@x>",
+      repository: "",
+    };
     const clientInfo = { name: "kaon-cli", version: "0.1.0", user: "ann", host: "box" };
     const first = await client.deploy({ definition: def(PIPELINE), scm, client: clientInfo });
     expect(first.created).toBe(true);
-    expect(first.version).toMatchObject({ workflowId: "recs", version: 1, active: true, scm, client: clientInfo });
-    expect(first.version?.definition?.steps.map((s) => s.id)).toEqual(["prepare", "train", "validate"]);
+    expect(first.version).toMatchObject({
+      workflowId: "recs",
+      version: 1,
+      active: true,
+      scm,
+      client: clientInfo,
+    });
+    expect(first.version?.definition?.steps.map((s) => s.id)).toEqual([
+      "prepare",
+      "train",
+      "validate",
+    ]);
 
     // Same content, spelled differently: same version, nothing new.
     const respelled = def(PIPELINE.replace("id: recs", "id: recs\nnamespace: default"));
@@ -162,7 +183,11 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
 
     const active = await client.getWorkflow({ workflowId: "recs" });
     expect(active.version?.version).toBe(1);
-    expect(active.workflow).toMatchObject({ activeVersion: 1, latestVersion: 2, description: "first" });
+    expect(active.workflow).toMatchObject({
+      activeVersion: 1,
+      latestVersion: 2,
+      description: "first",
+    });
     const latest = await client.getWorkflow({ workflowId: "recs", version: -1 });
     expect(latest.version?.definition?.description).toBe("second");
     const numbered = await client.getWorkflow({ workflowId: "recs", version: 2 });
@@ -171,12 +196,16 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     const noSuch = await rpcError(() => client.getWorkflow({ workflowId: "recs", version: 9 }));
     expect(noSuch.code).toBe(Status.NOT_FOUND);
     expect(noSuch.details).toContain("has no version 9 (versions are 1-2)");
-    const badSelector = await rpcError(() => client.getWorkflow({ workflowId: "recs", version: -5 }));
+    const badSelector = await rpcError(() =>
+      client.getWorkflow({ workflowId: "recs", version: -5 }),
+    );
     expect(badSelector.code).toBe(Status.INVALID_ARGUMENT);
   });
 
   it("refuses to move a workflow to another namespace", async () => {
-    await client.deploy({ definition: def("id: ns-wf\nnamespace: a\nsteps: [{id: x, type: noop}]") });
+    await client.deploy({
+      definition: def("id: ns-wf\nnamespace: a\nsteps: [{id: x, type: noop}]"),
+    });
     const err = await rpcError(() =>
       client.deploy({ definition: def("id: ns-wf\nnamespace: b\nsteps: [{id: x, type: noop}]") }),
     );
@@ -201,13 +230,17 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
       definition: def(PIPELINE.replace("id: recs", "id: rollback").replace("first", "newer")),
     });
     const back = await client.activate({ workflowId: "rollback", version: 1 });
-    expect(back.workflow).toMatchObject({ activeVersion: 1, latestVersion: 2, description: "first" });
+    expect(back.workflow).toMatchObject({
+      activeVersion: 1,
+      latestVersion: 2,
+      description: "first",
+    });
     const forward = await client.activate({ workflowId: "rollback", version: 2 });
     expect(forward.workflow?.activeVersion).toBe(2);
 
-    expect((await rpcError(() => client.activate({ workflowId: "rollback", version: 3 }))).details).toContain(
-      "has no version 3",
-    );
+    expect(
+      (await rpcError(() => client.activate({ workflowId: "rollback", version: 3 }))).details,
+    ).toContain("has no version 3");
     expect((await rpcError(() => client.activate({ workflowId: "nope", version: 1 }))).code).toBe(
       Status.NOT_FOUND,
     );
@@ -219,7 +252,9 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
   it("lists workflows and versions in pages, with filters and checked page tokens", async () => {
     for (let i = 0; i < 5; i++) {
       await client.deploy({
-        definition: def(`id: page-${i}\ntags: {parity: ${i % 2 ? "odd" : "even"}}\nnamespace: paging\nsteps: [{id: x, type: noop}]`),
+        definition: def(
+          `id: page-${i}\ntags: {parity: ${i % 2 ? "odd" : "even"}}\nnamespace: paging\nsteps: [{id: x, type: noop}]`,
+        ),
       });
     }
     const ids: string[] = [];
@@ -250,19 +285,27 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     expect(tooBig.violations[0]?.field).toBe("page_size");
 
     for (let i = 0; i < 3; i++) {
-      await client.deploy({ definition: def(`id: versions\ndescription: v${i}\nsteps: [{id: x, type: noop}]`) });
+      await client.deploy({
+        definition: def(`id: versions\ndescription: v${i}\nsteps: [{id: x, type: noop}]`),
+      });
     }
     const v1 = await client.listVersions({ workflowId: "versions", pageSize: 2 });
     expect(v1.versions.map((v) => v.version)).toEqual([3, 2]);
     expect(v1.versions[0]?.definition).toBeUndefined();
-    const v2 = await client.listVersions({ workflowId: "versions", pageSize: 2, pageToken: v1.nextPageToken });
+    const v2 = await client.listVersions({
+      workflowId: "versions",
+      pageSize: 2,
+      pageToken: v1.nextPageToken,
+    });
     expect(v2.versions.map((v) => [v.version, v.active])).toEqual([[1, false]]);
     expect(v2.nextPageToken).toBe("");
     const wrongWorkflow = await rpcError(() =>
       client.listVersions({ workflowId: "recs", pageToken: v1.nextPageToken }),
     );
     expect(wrongWorkflow.code).toBe(Status.INVALID_ARGUMENT);
-    expect((await rpcError(() => client.listVersions({ workflowId: "nope" }))).code).toBe(Status.NOT_FOUND);
+    expect((await rpcError(() => client.listVersions({ workflowId: "nope" }))).code).toBe(
+      Status.NOT_FOUND,
+    );
   });
 
   it("DeleteWorkflow refuses while runs are unfinished, then deletes everything", async () => {
@@ -273,7 +316,9 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     expect(refused.details).toContain("unfinished runs");
     unfinished.delete("doomed");
     await client.deleteWorkflow({ workflowId: "doomed" });
-    expect((await rpcError(() => client.getWorkflow({ workflowId: "doomed" }))).code).toBe(Status.NOT_FOUND);
+    expect((await rpcError(() => client.getWorkflow({ workflowId: "doomed" }))).code).toBe(
+      Status.NOT_FOUND,
+    );
     expect((await rpcError(() => client.deleteWorkflow({ workflowId: "doomed" }))).code).toBe(
       Status.NOT_FOUND,
     );

@@ -3,15 +3,15 @@
 // rows in store/; this module is the translation between the wire and those two, and the one
 // place that decides which gRPC status each outcome gets.
 import { createHash } from "node:crypto";
-import {
-  type ClientInfo,
-  type DeployResponse,
-  type FieldViolation,
-  type ScmInfo,
-  type Workflow,
-  type WorkflowDefinition,
-  type WorkflowServiceDefinition,
-  type WorkflowVersion,
+import type {
+  ClientInfo,
+  DeployResponse,
+  FieldViolation,
+  ScmInfo,
+  Workflow,
+  WorkflowDefinition,
+  WorkflowServiceDefinition,
+  WorkflowVersion,
 } from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
 import { createLogger, type Logger } from "../log.js";
@@ -150,7 +150,11 @@ export function createWorkflowService(deps: WorkflowServiceDeps): WorkflowServic
       const id = requireId(request.workflowId);
       if (!Number.isInteger(request.version) || request.version < -1) {
         throw new InvalidArgumentError("bad version selector", [
-          violation("version", `version ${request.version} is not valid`, "use 0 (active), -1 (latest) or a version number"),
+          violation(
+            "version",
+            `version ${request.version} is not valid`,
+            "use 0 (active), -1 (latest) or a version number",
+          ),
         ]);
       }
       const found = await repo.getVersion(id, request.version);
@@ -173,7 +177,12 @@ export function createWorkflowService(deps: WorkflowServiceDeps): WorkflowServic
         ...(request.idContains ? { idContains: request.idContains } : {}),
         ...(Object.keys(request.tags).length > 0 ? { tags: request.tags } : {}),
       };
-      const scope = fingerprint(["workflows", filter.namespace ?? "", filter.idContains ?? "", sortedEntries(request.tags)]);
+      const scope = fingerprint([
+        "workflows",
+        filter.namespace ?? "",
+        filter.idContains ?? "",
+        sortedEntries(request.tags),
+      ]);
       const cursor = request.pageToken
         ? decodeToken<WorkflowCursor>(request.pageToken, scope, isWorkflowCursor)
         : undefined;
@@ -203,7 +212,11 @@ export function createWorkflowService(deps: WorkflowServiceDeps): WorkflowServic
       const id = requireId(request.workflowId);
       if (!Number.isInteger(request.version) || request.version < 1) {
         throw new InvalidArgumentError("bad version", [
-          violation("version", `version ${request.version} is not valid`, "versions are numbered from 1"),
+          violation(
+            "version",
+            `version ${request.version} is not valid`,
+            "versions are numbered from 1",
+          ),
         ]);
       }
       context.signal.throwIfAborted();
@@ -254,7 +267,11 @@ function pageSize(requested: number, field: string): number {
   if (requested === 0) return DEFAULT_PAGE_SIZE;
   if (!Number.isInteger(requested) || requested < 1 || requested > MAX_PAGE_SIZE) {
     throw new InvalidArgumentError("bad page size", [
-      violation(field, `page_size ${requested} is out of range`, `use 1-${MAX_PAGE_SIZE} (0 means ${DEFAULT_PAGE_SIZE})`),
+      violation(
+        field,
+        `page_size ${requested} is out of range`,
+        `use 1-${MAX_PAGE_SIZE} (0 means ${DEFAULT_PAGE_SIZE})`,
+      ),
     ]);
   }
   return requested;
@@ -269,7 +286,10 @@ function metadataViolations(
   for (const [key, value] of Object.entries(info)) {
     if (typeof value === "string" && value.length > MAX_METADATA_CHARS) {
       out.push(
-        violation(`${field}.${key}`, `${field}.${key} is ${value.length} characters long; the limit is ${MAX_METADATA_CHARS}`),
+        violation(
+          `${field}.${key}`,
+          `${field}.${key} is ${value.length} characters long; the limit is ${MAX_METADATA_CHARS}`,
+        ),
       );
     }
   }
@@ -302,15 +322,21 @@ function encodeToken<T>(cursor: T, scope: string): string {
 function decodeToken<T>(token: string, scope: string, valid: (c: unknown) => c is T): T {
   const bad = (why: string) =>
     new InvalidArgumentError("bad page token", [
-      violation("page_token", `page_token ${why}`, "pass next_page_token from the previous response unchanged, with the same filters"),
+      violation(
+        "page_token",
+        `page_token ${why}`,
+        "pass next_page_token from the previous response unchanged, with the same filters",
+      ),
     ]);
   let body: Partial<TokenBody<unknown>>;
   try {
-    body = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as Partial<TokenBody<unknown>>;
+    body = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as Partial<
+      TokenBody<unknown>
+    >;
   } catch {
     throw bad("is not a token this server issued");
   }
-  if (!body || body.v !== 1 || typeof body.s !== "string" || !valid(body.c)) {
+  if (body?.v !== 1 || typeof body.s !== "string" || !valid(body.c)) {
     throw bad("is not a token this server issued");
   }
   if (body.s !== scope) throw bad("was issued for a different query (filters or workflow changed)");

@@ -594,6 +594,7 @@ export class Engine {
     const run = scope.run;
     for (const node of scope.graph.nodes) {
       const step = new StepState(scope, node, scope.prefix + node.id, scope.sortPrefix + nodeKey(node.index));
+      if (run.attemptFloor) step.attemptCount = run.attemptFloor.get(step.path) ?? 0;
       scope.steps[node.index] = step;
       run.byPath.set(step.path, step);
       this.journal.step(step);
@@ -2284,6 +2285,10 @@ export class Engine {
         }
       });
     }
+    const floor = stale.length > 0 ? await this.attemptFloor(row.id) : undefined;
+    if (this.runs.has(row.id)) {
+      throw new EngineError("FAILED_PRECONDITION", `run '${row.id}' is already running again`);
+    }
     const run = this.rebuild(
       { ...row, status: RunStatus.RUN_STATUS_RUNNING, params_json: params ? JSON.stringify(params) : row.params_json },
       def,
@@ -2292,6 +2297,8 @@ export class Engine {
       [],
       (await this.queries.maxSeq(row.id)) + 1,
     );
+    // Attempt numbers of removed rows keep counting up, so history is never overwritten.
+    if (stale.length > 0) run.attemptFloor = floor;
     if (isRestart) run.restartCount += 1;
     run.endedAt = null;
     run.message = "";
@@ -2313,6 +2320,14 @@ export class Engine {
     await this.journal.committed();
   }
 
+  private async attemptFloor(runId: string): Promise<Map<string, number>> {
+    const floor = new Map<string, number>();
+    for (const a of await this.queries.attemptRows(runId)) {
+      floor.set(a.path, Math.max(floor.get(a.path) ?? 0, a.number));
+    }
+    return floor;
+  }
+
   // -------------------------------------------------------------------------------------
   // Recovery: rebuild live runs from rows
 
@@ -2332,6 +2347,7 @@ export class Engine {
           this.queries.maxSeq(row.id),
         ]);
         const run = this.rebuild(row, found.definition, graph, stepRows, attemptRows, maxSeq + 1);
+        if (run.restartCount > 0) run.attemptFloor = await this.attemptFloor(row.id);
         this.resume(run);
       } catch (err) {
         this.log.error("cannot recover run", { runId: row.id, error: (err as Error).message });

@@ -63,6 +63,8 @@ export class RunState {
   stoppedSteps = false;
   timeoutTimer: NodeJS.Timeout | undefined;
   dirty = false;
+  /** Attempt numbers already used by step instances whose rows a restart removed. */
+  attemptFloor: Map<string, number> | undefined;
   /** The run's row was never written (a new run). */
   fresh = true;
 

@@ -81,10 +81,12 @@ steps:
   it("changes with content and with order (order carries meaning)", () => {
     const base = canonicalize(load(BASE)).hash;
     expect(canonicalize(load(BASE.replace("value: 1", "value: 2"))).hash).not.toBe(base);
-    const swapped = load(BASE.replace(
-      `params: [{name: a, value: 1}, {name: b, expr: "params.a + 1"}]`,
-      `params: [{name: b, expr: "params.a + 1"}, {name: a, value: 1}]`,
-    ));
+    const swapped = load(
+      BASE.replace(
+        `params: [{name: a, value: 1}, {name: b, expr: "params.a + 1"}]`,
+        `params: [{name: b, expr: "params.a + 1"}, {name: a, value: 1}]`,
+      ),
+    );
     expect(canonicalize(swapped).hash).not.toBe(base);
   });
 

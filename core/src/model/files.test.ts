@@ -31,7 +31,9 @@ describe("definition files", () => {
   });
 
   it("reports YAML syntax errors with line and column", () => {
-    const v = only(parseDefinitionText("id: wf\nsteps:\n  - id: a\n   type: noop\n", "p.yaml").violations);
+    const v = only(
+      parseDefinitionText("id: wf\nsteps:\n  - id: a\n   type: noop\n", "p.yaml").violations,
+    );
     expect(v.field).toMatch(/^p\.yaml:4:\d+$/);
     expect(v.description).toContain("YAML syntax error");
   });
@@ -43,7 +45,8 @@ describe("definition files", () => {
   });
 
   it("names an unknown key by path and line, with a suggestion", () => {
-    const text = "id: wf\nsteps:\n  - id: a\n    type: noop\n  - id: b\n    type: noop\n    nxt: [{to: a}]\n";
+    const text =
+      "id: wf\nsteps:\n  - id: a\n    type: noop\n  - id: b\n    type: noop\n    nxt: [{to: a}]\n";
     const v = only(parseDefinitionText(text, "p.yaml").violations);
     expect(v.field).toBe("steps[1].nxt");
     expect(v.description).toContain("unknown field 'nxt' in kaon.v1.Step");
@@ -53,17 +56,22 @@ describe("definition files", () => {
 
   it("finds type errors deep in the tree", () => {
     const v = only(
-      parseDefinitionText("id: wf\nsteps:\n  - id: a\n    type: noop\n    next: [{to: 3}]\n").violations,
+      parseDefinitionText("id: wf\nsteps:\n  - id: a\n    type: noop\n    next: [{to: 3}]\n")
+        .violations,
     );
     expect(v.field).toBe("steps[0].next[0].to");
     expect(v.description).toContain("expected string, got 3");
   });
 
   it("explains short enum names and bad durations", () => {
-    const e = only(parseDefinitionText("id: wf\nsteps: [{id: a, type: noop, split: XOR}]").violations);
+    const e = only(
+      parseDefinitionText("id: wf\nsteps: [{id: a, type: noop, split: XOR}]").violations,
+    );
     expect(e.field).toBe("steps[0].split");
     expect(e.hint).toBe("did you mean 'SPLIT_MODE_XOR'?");
-    const d = only(parseDefinitionText("id: wf\nsteps: [{id: a, type: noop, timeout: 5 minutes}]").violations);
+    const d = only(
+      parseDefinitionText("id: wf\nsteps: [{id: a, type: noop, timeout: 5 minutes}]").violations,
+    );
     expect(d.field).toBe("steps[0].timeout");
     expect(d.description).toContain('"5 minutes" is not a duration');
     expect(d.hint).toContain('"300s"');
@@ -78,7 +86,9 @@ describe("definition files", () => {
     expect(body.field).toBe("steps[0].foreach.body[0].retyr");
     expect(body.hint).toBe("did you mean 'retry'?");
     const cron = only(
-      parseDefinitionText("id: wf\nsteps: [{id: a, type: noop}]\ntriggers: [{id: t, cron: {expresion: x}}]").violations,
+      parseDefinitionText(
+        "id: wf\nsteps: [{id: a, type: noop}]\ntriggers: [{id: t, cron: {expresion: x}}]",
+      ).violations,
     );
     expect(cron.field).toBe("triggers[0].cron.expresion");
     expect(cron.hint).toBe("did you mean 'expression'?");
@@ -92,7 +102,14 @@ describe("definition files", () => {
     expect(file.locate(v.field)).toBe("p.yaml:6:9");
     expect(file.locate("steps[0].retry.max_attempts")).toBe("p.yaml:3:5");
     expect(splitPath("steps[2].foreach.body[0].next[1].to")).toEqual([
-      "steps", 2, "foreach", "body", 0, "next", 1, "to",
+      "steps",
+      2,
+      "foreach",
+      "body",
+      0,
+      "next",
+      1,
+      "to",
     ]);
   });
 
@@ -103,9 +120,9 @@ describe("definition files", () => {
     const txt = join(tmp, "wf.txt");
     writeFileSync(txt, "id: wf");
     expect(only((await loadDefinitionFile(txt)).violations).hint).toContain(".yaml, .yml or .json");
-    expect(only((await loadDefinitionFile(join(tmp, "missing.yaml"))).violations).description).toContain(
-      "ENOENT",
-    );
+    expect(
+      only((await loadDefinitionFile(join(tmp, "missing.yaml"))).violations).description,
+    ).toContain("ENOENT");
     const empty = join(tmp, "empty.yaml");
     writeFileSync(empty, "# nothing\n");
     expect(only((await loadDefinitionFile(empty)).violations).description).toContain("is empty");
@@ -132,9 +149,13 @@ describe("documented and example definitions", () => {
     expect(steps.some((s) => s.next.some((t) => t.otherwise))).toBe(true);
     expect(steps.some((s) => s.next.some((t) => t.condition))).toBe(true);
     expect(steps.some((s) => s.join === 2)).toBe(true);
-    expect(steps.some((s) => s.retry && s.timeout && s.resources && s.inputs.length && s.outputs.length)).toBe(true);
+    expect(
+      steps.some((s) => s.retry && s.timeout && s.resources && s.inputs.length && s.outputs.length),
+    ).toBe(true);
     expect(steps.some((s) => s.constraints.length > 0)).toBe(true);
-    expect(new Set(def.triggers.map((t) => t.kind?.$case))).toEqual(new Set(["cron", "artifact", "signal"]));
+    expect(new Set(def.triggers.map((t) => t.kind?.$case))).toEqual(
+      new Set(["cron", "artifact", "signal"]),
+    );
     expect(def.runStrategy?.mode).toBeTruthy();
     expect(def.notifications).toHaveLength(1);
   });

@@ -66,10 +66,14 @@ export async function loadDefinitionFile(path: string): Promise<DefinitionFile> 
   try {
     size = (await stat(path)).size;
   } catch (err) {
-    return failed(`cannot read '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return failed(
+      `cannot read '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   if (size > MAX_DEFINITION_FILE_BYTES) {
-    return failed(`'${path}' is ${size} bytes; definition files are limited to ${MAX_DEFINITION_FILE_BYTES}`);
+    return failed(
+      `'${path}' is ${size} bytes; definition files are limited to ${MAX_DEFINITION_FILE_BYTES}`,
+    );
   }
   const text = await readFile(path, "utf8");
   return parseDefinitionText(text, path);
@@ -102,7 +106,11 @@ export function parseDefinitionText(text: string, fileName = "definition.yaml"):
   }
   const json = doc.toJS({ maxAliasCount: 100 }) as unknown;
   if (json === null || json === undefined) {
-    result.violations.push({ field: fileName, description: `'${fileName}' is empty`, hint: "a definition needs at least `id` and `steps`" });
+    result.violations.push({
+      field: fileName,
+      description: `'${fileName}' is empty`,
+      hint: "a definition needs at least `id` and `steps`",
+    });
     return result;
   }
   const decoded = definitionFromJson(json);
@@ -126,7 +134,10 @@ export function definitionFromJson(json: unknown): {
   violations: FieldViolation[];
 } {
   try {
-    return { definition: messageFromJson(WorkflowDefinition, TYPE.WorkflowDefinition, json), violations: [] };
+    return {
+      definition: messageFromJson(WorkflowDefinition, TYPE.WorkflowDefinition, json),
+      violations: [],
+    };
   } catch (err) {
     return { violations: [locateError(json, "WorkflowDefinition", "", err as Error)] };
   }
@@ -261,7 +272,13 @@ function locateError(json: unknown, type: MessageName, path: string, whole: Erro
   return { field: here, description: cleanMessage(whole.message), hint: "" };
 }
 
-function explain(err: Error, type: MessageName, key: string, fieldPath: string, value: unknown): FieldViolation {
+function explain(
+  err: Error,
+  type: MessageName,
+  key: string,
+  fieldPath: string,
+  value: unknown,
+): FieldViolation {
   const message = err.message;
   if (/key ".*" is unknown/.test(message)) {
     const names = fieldNames(type);
@@ -299,7 +316,9 @@ function explain(err: Error, type: MessageName, key: string, fieldPath: string, 
 function enumValueNames(enumName: string): string[] {
   const e = (proto as unknown as Record<string, Record<string, unknown>>)[enumName];
   if (!e) return [];
-  return Object.keys(e).filter((k) => typeof e[k] === "number" && e[k] !== -1 && !k.endsWith("_UNSPECIFIED"));
+  return Object.keys(e).filter(
+    (k) => typeof e[k] === "number" && e[k] !== -1 && !k.endsWith("_UNSPECIFIED"),
+  );
 }
 
 function cleanMessage(message: string): string {

@@ -7,8 +7,8 @@
 import {
   ConstraintOperator,
   type Duration,
-  type FieldViolation,
   FailureMode,
+  type FieldViolation,
   JoinMode,
   type Param,
   ParamType,
@@ -103,25 +103,67 @@ export function validateDefinition(
 // ---------------------------------------------------------------------------------------
 
 class ViolationList {
-  readonly list: FieldViolation[] = [];
+  private readonly collected: FieldViolation[] = [];
   private dropped = 0;
+
   add(field: string, description: string, hint = ""): void {
-    if (this.list.length < DEFINITION_LIMITS.maxViolations) {
-      this.list.push({ field, description, hint });
+    if (this.collected.length < DEFINITION_LIMITS.maxViolations) {
+      this.collected.push({ field, description, hint });
     } else {
       this.dropped++;
-      const last = this.list[this.list.length - 1];
-      if (last && last.field === "definition" && last.description.startsWith("and ")) {
-        last.description = `and ${this.dropped} more violations not listed`;
-      } else {
-        this.list.push({
-          field: "definition",
-          description: `and ${this.dropped} more violations not listed`,
-          hint: "fix the ones above and validate again",
-        });
-      }
     }
   }
+
+  /** The violations in definition order (stable), plus a note on any left out. */
+  get list(): FieldViolation[] {
+    const keyed = this.collected.map((v, i) => ({ v, key: orderKey(v.field), i }));
+    keyed.sort((a, b) => compareKeys(a.key, b.key) || a.i - b.i);
+    const out = keyed.map((k) => k.v);
+    if (this.dropped > 0) {
+      out.push({
+        field: "definition",
+        description: `and ${this.dropped} more violations not listed`,
+        hint: "fix the ones above and validate again",
+      });
+    }
+    return out;
+  }
+}
+
+/** Field numbers of WorkflowDefinition, so top-level violations follow the proto's order. */
+const TOP_LEVEL_ORDER: Record<string, number> = {
+  definition: 0,
+  id: 1,
+  description: 2,
+  namespace: 3,
+  owner: 4,
+  tags: 5,
+  params: 6,
+  steps: 7,
+  triggers: 8,
+  notifications: 9,
+  run_strategy: 10,
+  timeout: 11,
+  failure_mode: 12,
+  step_type_concurrency: 13,
+  priority: 14,
+};
+
+/** Sort key of a path: its top-level field, then the positions of the steps it is inside. */
+function orderKey(field: string): number[] {
+  const top = /^[a-z_]+/.exec(field)?.[0] ?? "";
+  const key = [TOP_LEVEL_ORDER[top] ?? 99];
+  const first = /^(?:params|triggers|notifications)\[(\d+)\]/.exec(field);
+  if (first) key.push(Number(first[1]));
+  for (const m of field.matchAll(/(?:^steps|\.body)\[(\d+)\]/g)) key.push(Number(m[1]));
+  return key;
+}
+
+function compareKeys(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] !== b[i]) return a[i]! - b[i]!;
+  }
+  return a.length - b.length;
 }
 
 /** What an expression at some place in the definition may refer to. */
@@ -308,7 +350,11 @@ class Validator {
         );
       }
       if (limit < 1) {
-        this.out.add(path, `a concurrency of ${limit} would never run a '${type}' step`, "use 1 or more, or remove the entry");
+        this.out.add(
+          path,
+          `a concurrency of ${limit} would never run a '${type}' step`,
+          "use 1 or more, or remove the entry",
+        );
       }
     }
     def.notifications.forEach((n, i) => {
@@ -328,7 +374,11 @@ class Validator {
         }
       });
       if (!n.webhookUrl) {
-        this.out.add(`${path}.webhook_url`, "a notification needs a webhook_url", "e.g. https://hooks.example.com/kaon");
+        this.out.add(
+          `${path}.webhook_url`,
+          "a notification needs a webhook_url",
+          "e.g. https://hooks.example.com/kaon",
+        );
       } else if (!isHttpUrl(n.webhookUrl)) {
         this.out.add(`${path}.webhook_url`, `webhook_url '${n.webhookUrl}' is not an http(s) URL`);
       }
@@ -350,7 +400,11 @@ class Validator {
     declaredType?: ParamType,
   ): void {
     if (!p.name) {
-      this.out.add(`${path}.name`, "a param needs a name", "names use letters, digits and '_', starting with a letter");
+      this.out.add(
+        `${path}.name`,
+        "a param needs a name",
+        "names use letters, digits and '_', starting with a letter",
+      );
     } else if (!PARAM_NAME_PATTERN.test(p.name)) {
       this.out.add(
         `${path}.name`,
@@ -358,7 +412,11 @@ class Validator {
         `use 1-64 letters, digits and '_', starting with a letter${suggestId(p.name, /[^A-Za-z0-9_]/g, false)}`,
       );
     } else if (seenNames.has(p.name)) {
-      this.out.add(`${path}.name`, `duplicate param '${p.name}'`, "each param name may appear once in a list");
+      this.out.add(
+        `${path}.name`,
+        `duplicate param '${p.name}'`,
+        "each param name may appear once in a list",
+      );
     }
     if (!isEnumValue(ParamType, p.type)) {
       this.out.add(`${path}.type`, `unknown param type ${p.type}`, `use one of ${typeNames()}`);
@@ -382,13 +440,19 @@ class Validator {
       this.out.add(`${path}.required`, `only workflow params can be required, not ${kind} params`);
     }
     if (!hasValue && !p.expr && !p.required && kind !== "workflow") {
-      this.out.add(path, `param '${p.name}' has neither a value nor an expr`, "set `value` or `expr`");
+      this.out.add(
+        path,
+        `param '${p.name}' has neither a value nor an expr`,
+        "set `value` or `expr`",
+      );
     }
     if (hasValue) {
-      const type = p.type === ParamType.PARAM_TYPE_UNSPECIFIED && declaredType ? declaredType : p.type;
+      const type =
+        p.type === ParamType.PARAM_TYPE_UNSPECIFIED && declaredType ? declaredType : p.type;
       this.checkLiteral(p.value, type, `${path}.value`, `param '${p.name}'`);
     }
-    if (p.expr) this.checkExpression(p.expr, `${path}.expr`, scope, `the expr of param '${p.name}'`);
+    if (p.expr)
+      this.checkExpression(p.expr, `${path}.expr`, scope, `the expr of param '${p.name}'`);
     this.checkText(p.description, `${path}.description`);
   }
 
@@ -409,7 +473,11 @@ class Validator {
     }
     const mismatch = literalTypeProblem(value, type);
     if (mismatch) {
-      this.out.add(path, `${label} is declared ${paramTypeName(type)} but its value is ${mismatch}`, literalHint(value, type));
+      this.out.add(
+        path,
+        `${label} is declared ${paramTypeName(type)} but its value is ${mismatch}`,
+        literalHint(value, type),
+      );
     }
   }
 
@@ -425,7 +493,11 @@ class Validator {
     steps.forEach((s, i) => {
       const p = `${path}[${i}].id`;
       if (!s.id) {
-        this.out.add(p, "a step needs an id", "ids use letters, digits, '_' and '-', starting with a letter");
+        this.out.add(
+          p,
+          "a step needs an id",
+          "ids use letters, digits, '_' and '-', starting with a letter",
+        );
       } else if (!STEP_ID_PATTERN.test(s.id)) {
         this.out.add(
           p,
@@ -435,13 +507,17 @@ class Validator {
       }
       const first = firstAt.get(s.id);
       if (s.id && first !== undefined) {
-        this.out.add(p, `duplicate step id '${s.id}' (first used by ${path}[${first}])`, "step ids must be unique within their graph");
+        this.out.add(
+          p,
+          `duplicate step id '${s.id}' (first used by ${path}[${first}])`,
+          "step ids must be unique within their graph",
+        );
       } else if (s.id) {
         firstAt.set(s.id, i);
       }
     });
 
-    steps.forEach((s, i) => this.checkStep(s, `${path}[${i}]`, graph, i, ctx, known));
+    for (const [i, s] of steps.entries()) this.checkStep(s, `${path}[${i}]`, graph, i, ctx, known);
     this.checkEdges(steps, path, graph);
     this.checkShape(steps, path, graph);
   }
@@ -455,16 +531,26 @@ class Validator {
       s.next.forEach((t, j) => {
         const p = `${path}[${i}].next[${j}]`;
         if (!t.to) {
-          this.out.add(`${p}.to`, `step '${s.id}' has an edge without a target`, "set `to` to a step id of the same graph");
+          this.out.add(
+            `${p}.to`,
+            `step '${s.id}' has an edge without a target`,
+            "set `to` to a step id of the same graph",
+          );
         } else if (!graph.index.has(t.to)) {
           const close = suggest(t.to, ids);
           this.out.add(
             `${p}.to`,
             `step '${s.id}': unknown successor '${t.to}'`,
-            close ? `did you mean '${close}'?` : `successors must be steps of the same graph: ${ids.slice(0, 20).join(", ")}`,
+            close
+              ? `did you mean '${close}'?`
+              : `successors must be steps of the same graph: ${ids.slice(0, 20).join(", ")}`,
           );
         } else if (targets.has(t.to)) {
-          this.out.add(`${p}.to`, `step '${s.id}' has two edges to '${t.to}'`, "merge them into one edge (combine the conditions with ||)");
+          this.out.add(
+            `${p}.to`,
+            `step '${s.id}' has two edges to '${t.to}'`,
+            "merge them into one edge (combine the conditions with ||)",
+          );
         }
         targets.add(t.to);
         if (t.otherwise) {
@@ -483,7 +569,11 @@ class Validator {
           }
           otherwiseAt ??= j;
           if (t.condition) {
-            this.out.add(`${p}.condition`, `step '${s.id}': the otherwise edge to '${t.to}' also has a condition`, "an otherwise edge is taken when no other condition holds; remove its condition");
+            this.out.add(
+              `${p}.condition`,
+              `step '${s.id}': the otherwise edge to '${t.to}' also has a condition`,
+              "an otherwise edge is taken when no other condition holds; remove its condition",
+            );
           }
         }
       });
@@ -497,8 +587,7 @@ class Validator {
     const comp = stronglyConnectedComponents(graph.adj);
     const compSize = new Map<number, number>();
     for (const c of comp) compSize.set(c, (compSize.get(c) ?? 0) + 1);
-    const cyclic = (u: number) =>
-      (compSize.get(comp[u]!) ?? 0) > 1 || graph.adj[u]!.includes(u);
+    const cyclic = (u: number) => (compSize.get(comp[u]!) ?? 0) > 1 || graph.adj[u]!.includes(u);
 
     const reported = new Set<number>();
     for (let u = 0; u < n; u++) {
@@ -518,7 +607,11 @@ class Validator {
 
     const roots = graph.nodes.map((_, u) => u).filter((u) => graph.preds[u]!.length === 0);
     if (roots.length === 0) {
-      this.out.add(path, "the graph has no start step: every step has a predecessor", "at least one step must have no incoming edges");
+      this.out.add(
+        path,
+        "the graph has no start step: every step has a predecessor",
+        "at least one step must have no incoming edges",
+      );
       return;
     }
     const reached = new Set<number>(roots);
@@ -590,7 +683,9 @@ class Validator {
     this.checkText(s.description, `${path}.description`);
     this.checkType(s, path, ctx, scope(false), known);
     if (s.resources) this.checkResources(s, path);
-    s.constraints.forEach((c, i) => this.checkConstraint(c, `${path}.constraints[${i}]`, label));
+    for (const [i, c] of s.constraints.entries()) {
+      this.checkConstraint(c, `${path}.constraints[${i}]`, label);
+    }
     if (s.retry) this.checkRetry(s, path);
     if (s.timeout) {
       this.checkDuration(s.timeout, `${path}.timeout`, DEFINITION_LIMITS.maxTimeoutSeconds, true);
@@ -598,30 +693,62 @@ class Validator {
     for (const [name, value] of Object.entries(s.env)) {
       const p = `${path}.env.${name}`;
       if (!ENV_NAME_PATTERN.test(name)) {
-        this.out.add(p, `${label}: '${name}' is not a valid environment variable name`, "use letters, digits and '_', not starting with a digit");
+        this.out.add(
+          p,
+          `${label}: '${name}' is not a valid environment variable name`,
+          "use letters, digits and '_', not starting with a digit",
+        );
       } else if (name.startsWith("KAON_")) {
-        this.out.add(p, `${label}: environment variable '${name}' uses the reserved prefix KAON_`, "kaon sets KAON_* variables itself; choose another name");
+        this.out.add(
+          p,
+          `${label}: environment variable '${name}' uses the reserved prefix KAON_`,
+          "kaon sets KAON_* variables itself; choose another name",
+        );
       }
       const bytes = Buffer.byteLength(value, "utf8");
       if (bytes > DEFINITION_LIMITS.maxEnvValueBytes) {
-        this.out.add(p, `${label}: environment variable '${name}' is ${bytes} bytes; the limit is 65536`);
+        this.out.add(
+          p,
+          `${label}: environment variable '${name}' is ${bytes} bytes; the limit is 65536`,
+        );
       }
     }
-    s.inputs.forEach((a, i) => this.checkArtifact(a, `${path}.inputs[${i}]`, scope(false), "input"));
-    s.outputs.forEach((a, i) => this.checkArtifact(a, `${path}.outputs[${i}]`, scope(true), "output"));
+    for (const [i, a] of s.inputs.entries()) {
+      this.checkArtifact(a, `${path}.inputs[${i}]`, scope(false), "input");
+    }
+    for (const [i, a] of s.outputs.entries()) {
+      this.checkArtifact(a, `${path}.outputs[${i}]`, scope(true), "output");
+    }
     s.next.forEach((t, i) => {
       if (t.condition) {
-        this.checkExpression(t.condition, `${path}.next[${i}].condition`, scope(true), `the condition of the edge to '${t.to}'`);
+        this.checkExpression(
+          t.condition,
+          `${path}.next[${i}].condition`,
+          scope(true),
+          `the condition of the edge to '${t.to}'`,
+        );
       }
     });
     if (!isEnumValue(SplitMode, s.split)) {
-      this.out.add(`${path}.split`, `unknown split mode ${s.split}`, "use SPLIT_MODE_AND or SPLIT_MODE_XOR");
+      this.out.add(
+        `${path}.split`,
+        `unknown split mode ${s.split}`,
+        "use SPLIT_MODE_AND or SPLIT_MODE_XOR",
+      );
     }
     if (!isEnumValue(JoinMode, s.join)) {
-      this.out.add(`${path}.join`, `unknown join mode ${s.join}`, "use JOIN_MODE_ALL or JOIN_MODE_ANY");
+      this.out.add(
+        `${path}.join`,
+        `unknown join mode ${s.join}`,
+        "use JOIN_MODE_ALL or JOIN_MODE_ANY",
+      );
     }
     if (!isEnumValue(SkipPolicy, s.skipIfOutputsExist)) {
-      this.out.add(`${path}.skip_if_outputs_exist`, `unknown skip policy ${s.skipIfOutputsExist}`, "use SKIP_POLICY_NEVER, SKIP_POLICY_ON_RESTART or SKIP_POLICY_ALWAYS");
+      this.out.add(
+        `${path}.skip_if_outputs_exist`,
+        `unknown skip policy ${s.skipIfOutputsExist}`,
+        "use SKIP_POLICY_NEVER, SKIP_POLICY_ON_RESTART or SKIP_POLICY_ALWAYS",
+      );
     }
     this.checkTags(s.tags, `${path}.tags`);
   }
@@ -653,15 +780,26 @@ class Validator {
       }
     }
     if (!s.type) {
-      this.out.add(`${path}.type`, `${label} has no type`, `known types: ${this.knownTypeNames().join(", ")}`);
+      this.out.add(
+        `${path}.type`,
+        `${label} has no type`,
+        `known types: ${this.knownTypeNames().join(", ")}`,
+      );
       return;
     }
     if (CONTAINER_TYPES.has(s.type)) {
       if (s.config && Object.keys(s.config).length > 0) {
-        this.out.add(`${path}.config`, `${label}: a ${s.type} container has no config`, `describe it in the \`${s.type}\` block instead`);
+        this.out.add(
+          `${path}.config`,
+          `${label}: a ${s.type} container has no config`,
+          `describe it in the \`${s.type}\` block instead`,
+        );
       }
       if (ctx.depth + 1 > DEFINITION_LIMITS.maxNestingDepth) {
-        this.out.add(path, `${label}: containers nest deeper than ${DEFINITION_LIMITS.maxNestingDepth} levels`);
+        this.out.add(
+          path,
+          `${label}: containers nest deeper than ${DEFINITION_LIMITS.maxNestingDepth} levels`,
+        );
         return;
       }
       if (s.type === "foreach") this.checkForeach(s, path, ctx, scope, known);
@@ -686,12 +824,14 @@ class Validator {
         this.out.add(v.field, v.description, v.hint);
       }
     } catch (err) {
-      this.out.add(`${path}.config`, `${label}: the '${s.type}' step type could not check its config: ${(err as Error).message}`);
+      this.out.add(
+        `${path}.config`,
+        `${label}: the '${s.type}' step type could not check its config: ${(err as Error).message}`,
+      );
     }
   }
 
   private bodyContext(
-    s: Step,
     ctx: GraphContext,
     scope: ExprScope,
     known: ReadonlySet<string>,
@@ -717,18 +857,30 @@ class Validator {
     const f = s.foreach;
     const p = `${path}.foreach`;
     if (!f) {
-      this.out.add(p, `step '${s.id}' has type foreach but no \`foreach\` block`, "add `foreach: {axes: [...], body: [...]}`");
+      this.out.add(
+        p,
+        `step '${s.id}' has type foreach but no \`foreach\` block`,
+        "add `foreach: {axes: [...], body: [...]}`",
+      );
       return;
     }
     if (f.axes.length === 0) {
-      this.out.add(`${p}.axes`, `foreach '${s.id}' has no axes`, "add an axis with `values: [...]` or `expr: ...`");
+      this.out.add(
+        `${p}.axes`,
+        `foreach '${s.id}' has no axes`,
+        "add an axis with `values: [...]` or `expr: ...`",
+      );
     }
     const axisNames = new Set<string>();
     f.axes.forEach((axis, i) => {
       const ap = `${p}.axes[${i}]`;
       const name = axis.name || "value";
       if (!PARAM_NAME_PATTERN.test(name)) {
-        this.out.add(`${ap}.name`, `axis name '${name}' is not valid`, "use letters, digits and '_', starting with a letter");
+        this.out.add(
+          `${ap}.name`,
+          `axis name '${name}' is not valid`,
+          "use letters, digits and '_', starting with a letter",
+        );
       } else if (axisNames.has(name)) {
         this.out.add(
           `${ap}.name`,
@@ -739,20 +891,33 @@ class Validator {
       axisNames.add(name);
       const hasValues = axis.values !== undefined;
       if (hasValues && axis.expr) {
-        this.out.add(ap, `axis '${name}' has both values and an expr`, "keep one: `values` for a literal list, `expr` for a CEL expression");
+        this.out.add(
+          ap,
+          `axis '${name}' has both values and an expr`,
+          "keep one: `values` for a literal list, `expr` for a CEL expression",
+        );
       } else if (!hasValues && !axis.expr) {
-        this.out.add(ap, `axis '${name}' has neither values nor an expr`, "set `values: [...]` or `expr: steps.<id>.outputs.<name>`");
+        this.out.add(
+          ap,
+          `axis '${name}' has neither values nor an expr`,
+          "set `values: [...]` or `expr: steps.<id>.outputs.<name>`",
+        );
       }
       if (hasValues) {
         const problem = jsonProblem(axis.values);
         if (problem) this.out.add(`${ap}.values`, `axis '${name}': ${problem}`);
       }
-      if (axis.expr) this.checkExpression(axis.expr, `${ap}.expr`, scope, `the expr of axis '${name}'`);
+      if (axis.expr)
+        this.checkExpression(axis.expr, `${ap}.expr`, scope, `the expr of axis '${name}'`);
     });
     if (f.body.length === 0) {
-      this.out.add(`${p}.body`, `foreach '${s.id}' has an empty body`, "add the steps to run for each value under `body`");
+      this.out.add(
+        `${p}.body`,
+        `foreach '${s.id}' has an empty body`,
+        "add the steps to run for each value under `body`",
+      );
     }
-    this.checkGraph(f.body, `${p}.body`, this.bodyContext(s, ctx, scope, known, { axes: axisNames }));
+    this.checkGraph(f.body, `${p}.body`, this.bodyContext(ctx, scope, known, { axes: axisNames }));
   }
 
   private checkLoop(
@@ -765,7 +930,11 @@ class Validator {
     const l = s.loop;
     const p = `${path}.loop`;
     if (!l) {
-      this.out.add(p, `step '${s.id}' has type loop but no \`loop\` block`, "add `loop: {body: [...], until: ..., max_iterations: N}`");
+      this.out.add(
+        p,
+        `step '${s.id}' has type loop but no \`loop\` block`,
+        "add `loop: {body: [...], until: ..., max_iterations: N}`",
+      );
       return;
     }
     const max = DEFINITION_LIMITS.maxLoopIterations;
@@ -779,9 +948,13 @@ class Validator {
       );
     }
     if (l.body.length === 0) {
-      this.out.add(`${p}.body`, `loop '${s.id}' has an empty body`, "add the steps to repeat under `body`");
+      this.out.add(
+        `${p}.body`,
+        `loop '${s.id}' has an empty body`,
+        "add the steps to repeat under `body`",
+      );
     }
-    const bodyCtx = this.bodyContext(s, ctx, scope, known, { inLoop: true });
+    const bodyCtx = this.bodyContext(ctx, scope, known, { inLoop: true });
     this.checkGraph(l.body, `${p}.body`, bodyCtx);
     // until/while see the body's latest outputs and loop.iteration.
     const bodyIds = new Set(l.body.map((b) => b.id));
@@ -791,26 +964,58 @@ class Validator {
       stepVisible: (id) => bodyIds.has(id) || scope.stepVisible(id),
       knownSteps: new Set([...known, ...bodyIds]),
     };
-    if (l.until) this.checkExpression(l.until, `${p}.until`, condScope, `the until condition of loop '${s.id}'`);
-    if (l.while) this.checkExpression(l.while, `${p}.while`, condScope, `the while condition of loop '${s.id}'`);
+    if (l.until)
+      this.checkExpression(
+        l.until,
+        `${p}.until`,
+        condScope,
+        `the until condition of loop '${s.id}'`,
+      );
+    if (l.while)
+      this.checkExpression(
+        l.while,
+        `${p}.while`,
+        condScope,
+        `the while condition of loop '${s.id}'`,
+      );
   }
 
   private checkSubworkflow(s: Step, path: string, scope: ExprScope): void {
     const w = s.subworkflow;
     const p = `${path}.subworkflow`;
     if (!w) {
-      this.out.add(p, `step '${s.id}' has type subworkflow but no \`subworkflow\` block`, "add `subworkflow: {workflow_id: ...}`");
+      this.out.add(
+        p,
+        `step '${s.id}' has type subworkflow but no \`subworkflow\` block`,
+        "add `subworkflow: {workflow_id: ...}`",
+      );
       return;
     }
     if (!w.workflowId) {
-      this.out.add(`${p}.workflow_id`, `subworkflow '${s.id}' does not name a workflow`, "set `workflow_id`");
+      this.out.add(
+        `${p}.workflow_id`,
+        `subworkflow '${s.id}' does not name a workflow`,
+        "set `workflow_id`",
+      );
     } else if (!WORKFLOW_ID_PATTERN.test(w.workflowId)) {
-      this.out.add(`${p}.workflow_id`, `'${w.workflowId}' is not a valid workflow id`, "workflow ids use lowercase letters, digits, '_', '-' and '.'");
+      this.out.add(
+        `${p}.workflow_id`,
+        `'${w.workflowId}' is not a valid workflow id`,
+        "workflow ids use lowercase letters, digits, '_', '-' and '.'",
+      );
     } else if (w.workflowId === this.def.id) {
-      this.out.add(`${p}.workflow_id`, `subworkflow '${s.id}' starts its own workflow '${w.workflowId}'`, "a workflow cannot start itself; use a loop to repeat steps");
+      this.out.add(
+        `${p}.workflow_id`,
+        `subworkflow '${s.id}' starts its own workflow '${w.workflowId}'`,
+        "a workflow cannot start itself; use a loop to repeat steps",
+      );
     }
     if (w.version < 0) {
-      this.out.add(`${p}.version`, `version ${w.version} is not valid`, "use 0 for the active version or a version number");
+      this.out.add(
+        `${p}.version`,
+        `version ${w.version} is not valid`,
+        "use 0 for the active version or a version number",
+      );
     }
     const names = new Set<string>();
     w.params.forEach((param, i) => {
@@ -826,13 +1031,24 @@ class Validator {
       const p = `${path}.resources.${field}`;
       if (!Number.isFinite(value)) this.out.add(p, `${field} is ${value}, not a number`, hint);
       else if (value < 0) this.out.add(p, `step '${s.id}': ${field} ${value} is negative`, hint);
-      else if (value > max) this.out.add(p, `step '${s.id}': ${field} ${value} is more than ${max}${unit}`, hint);
+      else if (value > max)
+        this.out.add(p, `step '${s.id}': ${field} ${value} is more than ${max}${unit}`, hint);
     };
-    check(r.cpus, "cpus", L.maxCpus, " cores", "use 0 (default: 1 core) up to 1024; fractions such as 0.5 are allowed");
+    check(
+      r.cpus,
+      "cpus",
+      L.maxCpus,
+      " cores",
+      "use 0 (default: 1 core) up to 1024; fractions such as 0.5 are allowed",
+    );
     check(r.memMb, "mem_mb", L.maxMemMb, " MiB (16 TiB)", "memory is in MiB: 4096 is 4 GiB");
     check(r.gpus, "gpus", L.maxGpus, "", "use a whole number of GPUs");
     if (Number.isFinite(r.gpus) && r.gpus >= 0 && !Number.isInteger(r.gpus)) {
-      this.out.add(`${path}.resources.gpus`, `step '${s.id}': gpus ${r.gpus} is not a whole number`, "GPUs cannot be shared: use 0, 1, 2, ...");
+      this.out.add(
+        `${path}.resources.gpus`,
+        `step '${s.id}': gpus ${r.gpus} is not a whole number`,
+        "GPUs cannot be shared: use 0, 1, 2, ...",
+      );
     }
     check(r.diskMb, "disk_mb", L.maxDiskMb, " MiB (1 PiB)", "disk is in MiB");
   }
@@ -843,25 +1059,52 @@ class Validator {
     label: string,
   ): void {
     if (!CONSTRAINT_ATTRIBUTE_PATTERN.test(c.attribute)) {
-      this.out.add(`${path}.attribute`, c.attribute ? `${label}: '${c.attribute}' is not a valid attribute name` : `${label}: a constraint needs an attribute`, "e.g. `pool` or `hostname`");
+      this.out.add(
+        `${path}.attribute`,
+        c.attribute
+          ? `${label}: '${c.attribute}' is not a valid attribute name`
+          : `${label}: a constraint needs an attribute`,
+        "e.g. `pool` or `hostname`",
+      );
     }
-    if (!isEnumValue(ConstraintOperator, c.operator) || c.operator === ConstraintOperator.CONSTRAINT_OPERATOR_UNSPECIFIED) {
-      this.out.add(`${path}.operator`, `${label}: constraint on '${c.attribute}' has no valid operator`, "use EQUALS, NOT_EQUALS, LIKE, EXISTS or UNIQUE (CONSTRAINT_OPERATOR_*)");
+    if (
+      !isEnumValue(ConstraintOperator, c.operator) ||
+      c.operator === ConstraintOperator.CONSTRAINT_OPERATOR_UNSPECIFIED
+    ) {
+      this.out.add(
+        `${path}.operator`,
+        `${label}: constraint on '${c.attribute}' has no valid operator`,
+        "use EQUALS, NOT_EQUALS, LIKE, EXISTS or UNIQUE (CONSTRAINT_OPERATOR_*)",
+      );
       return;
     }
     const O = ConstraintOperator;
-    const needsValue = [O.CONSTRAINT_OPERATOR_EQUALS, O.CONSTRAINT_OPERATOR_NOT_EQUALS, O.CONSTRAINT_OPERATOR_LIKE].includes(c.operator);
+    const needsValue = [
+      O.CONSTRAINT_OPERATOR_EQUALS,
+      O.CONSTRAINT_OPERATOR_NOT_EQUALS,
+      O.CONSTRAINT_OPERATOR_LIKE,
+    ].includes(c.operator);
     if (needsValue && !c.value) {
-      this.out.add(`${path}.value`, `${label}: ${enumName(O, c.operator)} on '${c.attribute}' needs a value`);
+      this.out.add(
+        `${path}.value`,
+        `${label}: ${enumName(O, c.operator)} on '${c.attribute}' needs a value`,
+      );
     }
     if (!needsValue && c.value) {
-      this.out.add(`${path}.value`, `${label}: ${enumName(O, c.operator)} takes no value, got '${c.value}'`, "remove `value`");
+      this.out.add(
+        `${path}.value`,
+        `${label}: ${enumName(O, c.operator)} takes no value, got '${c.value}'`,
+        "remove `value`",
+      );
     }
     if (c.operator === O.CONSTRAINT_OPERATOR_LIKE && c.value) {
       try {
         new RegExp(c.value);
       } catch (err) {
-        this.out.add(`${path}.value`, `${label}: pattern '${c.value}' does not compile: ${(err as Error).message}`);
+        this.out.add(
+          `${path}.value`,
+          `${label}: pattern '${c.value}' does not compile: ${(err as Error).message}`,
+        );
       }
     }
   }
@@ -871,30 +1114,57 @@ class Validator {
     const p = `${path}.retry`;
     const label = `step '${s.id}'`;
     if (r.maxAttempts < 1 || r.maxAttempts > DEFINITION_LIMITS.maxAttempts) {
-      this.out.add(`${p}.max_attempts`, `${label}: max_attempts ${r.maxAttempts} is out of range`, `use 1-${DEFINITION_LIMITS.maxAttempts} (attempts including the first)`);
+      this.out.add(
+        `${p}.max_attempts`,
+        `${label}: max_attempts ${r.maxAttempts} is out of range`,
+        `use 1-${DEFINITION_LIMITS.maxAttempts} (attempts including the first)`,
+      );
     }
     const maxB = DEFINITION_LIMITS.maxBackoffSeconds;
     if (r.initialBackoff) this.checkDuration(r.initialBackoff, `${p}.initial_backoff`, maxB, false);
     if (r.maxBackoff) this.checkDuration(r.maxBackoff, `${p}.max_backoff`, maxB, false);
     if (r.initialBackoff && r.maxBackoff && seconds(r.maxBackoff) < seconds(r.initialBackoff)) {
-      this.out.add(`${p}.max_backoff`, `${label}: max_backoff ${fmtDuration(r.maxBackoff)} is shorter than initial_backoff ${fmtDuration(r.initialBackoff)}`);
+      this.out.add(
+        `${p}.max_backoff`,
+        `${label}: max_backoff ${fmtDuration(r.maxBackoff)} is shorter than initial_backoff ${fmtDuration(r.initialBackoff)}`,
+      );
     }
     const m = r.backoffMultiplier;
     if (m !== 0 && (!Number.isFinite(m) || m < 1 || m > DEFINITION_LIMITS.maxBackoffMultiplier)) {
-      this.out.add(`${p}.backoff_multiplier`, `${label}: backoff_multiplier ${m} is out of range`, "use 1-100 (0 means the default, 2)");
+      this.out.add(
+        `${p}.backoff_multiplier`,
+        `${label}: backoff_multiplier ${m} is out of range`,
+        "use 1-100 (0 means the default, 2)",
+      );
     }
     r.retryOn.forEach((kind, i) => {
       if (!isEnumValue(RetryOn, kind) || kind === RetryOn.RETRY_ON_UNSPECIFIED) {
-        this.out.add(`${p}.retry_on[${i}]`, `${label}: unknown retry_on value ${kind}`, "use RETRY_ON_EXIT_CODE, RETRY_ON_TIMEOUT or RETRY_ON_LOST");
+        this.out.add(
+          `${p}.retry_on[${i}]`,
+          `${label}: unknown retry_on value ${kind}`,
+          "use RETRY_ON_EXIT_CODE, RETRY_ON_TIMEOUT or RETRY_ON_LOST",
+        );
       }
     });
     r.exitCodes.forEach((code, i) => {
       if (code < 1 || code > 255) {
-        this.out.add(`${p}.exit_codes[${i}]`, `${label}: exit code ${code} cannot mean failure`, "exit codes that fail are 1-255");
+        this.out.add(
+          `${p}.exit_codes[${i}]`,
+          `${label}: exit code ${code} cannot mean failure`,
+          "exit codes that fail are 1-255",
+        );
       }
     });
-    if (r.exitCodes.length > 0 && r.retryOn.length > 0 && !r.retryOn.includes(RetryOn.RETRY_ON_EXIT_CODE)) {
-      this.out.add(`${p}.exit_codes`, `${label}: exit_codes are set but retry_on does not include RETRY_ON_EXIT_CODE`, "add RETRY_ON_EXIT_CODE to retry_on or remove exit_codes");
+    if (
+      r.exitCodes.length > 0 &&
+      r.retryOn.length > 0 &&
+      !r.retryOn.includes(RetryOn.RETRY_ON_EXIT_CODE)
+    ) {
+      this.out.add(
+        `${p}.exit_codes`,
+        `${label}: exit_codes are set but retry_on does not include RETRY_ON_EXIT_CODE`,
+        "add RETRY_ON_EXIT_CODE to retry_on or remove exit_codes",
+      );
     }
   }
 
@@ -907,15 +1177,26 @@ class Validator {
     if (!ARTIFACT_NAME_PATTERN.test(a.name)) {
       this.out.add(
         `${path}.name`,
-        a.name ? `${scope.where}: artifact name '${a.name}' is not valid` : `${scope.where}: an ${kind} artifact needs a name`,
+        a.name
+          ? `${scope.where}: artifact name '${a.name}' is not valid`
+          : `${scope.where}: an ${kind} artifact needs a name`,
         "use letters, digits, '_', '-' and '.', starting with a letter, e.g. models.regional",
       );
     }
     for (const [key, value] of Object.entries(a.partitions)) {
       if (!PARTITION_KEY_PATTERN.test(key)) {
-        this.out.add(`${path}.partitions.${key}`, `${scope.where}: partition key '${key}' is not valid`, "use letters, digits and '_', starting with a letter");
+        this.out.add(
+          `${path}.partitions.${key}`,
+          `${scope.where}: partition key '${key}' is not valid`,
+          "use letters, digits and '_', starting with a letter",
+        );
       }
-      this.checkTemplate(value, `${path}.partitions.${key}`, scope, `partition '${key}' of artifact '${a.name}'`);
+      this.checkTemplate(
+        value,
+        `${path}.partitions.${key}`,
+        scope,
+        `partition '${key}' of artifact '${a.name}'`,
+      );
     }
     if (a.uri) this.checkTemplate(a.uri, `${path}.uri`, scope, `the uri of artifact '${a.name}'`);
   }
@@ -929,9 +1210,16 @@ class Validator {
       if (!t.id) {
         this.out.add(`${path}.id`, "a trigger needs an id", "e.g. `id: nightly`");
       } else if (!STEP_ID_PATTERN.test(t.id)) {
-        this.out.add(`${path}.id`, `trigger id '${t.id}' is not valid`, "use 1-64 letters, digits, '_' or '-', starting with a letter");
+        this.out.add(
+          `${path}.id`,
+          `trigger id '${t.id}' is not valid`,
+          "use 1-64 letters, digits, '_' or '-', starting with a letter",
+        );
       } else if (ids.has(t.id)) {
-        this.out.add(`${path}.id`, `duplicate trigger id '${t.id}' (first used by triggers[${ids.get(t.id)}])`);
+        this.out.add(
+          `${path}.id`,
+          `duplicate trigger id '${t.id}' (first used by triggers[${ids.get(t.id)}])`,
+        );
       }
       if (t.id && !ids.has(t.id)) ids.set(t.id, i);
       this.checkTriggerKind(t, path);
@@ -971,7 +1259,11 @@ class Validator {
   private checkTriggerKind(t: Trigger, path: string): void {
     const kind = t.kind;
     if (!kind) {
-      this.out.add(path, `trigger '${t.id}' has no kind`, "set one of `cron`, `artifact` or `signal`");
+      this.out.add(
+        path,
+        `trigger '${t.id}' has no kind`,
+        "set one of `cron`, `artifact` or `signal`",
+      );
       return;
     }
     if (kind.$case === "cron") {
@@ -988,18 +1280,28 @@ class Validator {
           this.out.add(
             `${p}.timezone`,
             `trigger '${t.id}': unknown timezone '${c.timezone}'`,
-            close ? `did you mean '${close}'?` : "use an IANA timezone such as UTC or America/Los_Angeles",
+            close
+              ? `did you mean '${close}'?`
+              : "use an IANA timezone such as UTC or America/Los_Angeles",
           );
         }
       }
       if (!c.expression.trim()) {
-        this.out.add(`${p}.expression`, `trigger '${t.id}' has an empty cron expression`, 'e.g. "0 3 * * *" for 03:00 every day');
+        this.out.add(
+          `${p}.expression`,
+          `trigger '${t.id}' has an empty cron expression`,
+          'e.g. "0 3 * * *" for 03:00 every day',
+        );
         return;
       }
       try {
         const cron = new Cron(c.expression, zoneOk ? { timezone: zone } : {});
         if (cron.nextRun() === null) {
-          this.out.add(`${p}.expression`, `trigger '${t.id}': cron expression '${c.expression}' never fires`, "check the day of month and month fields");
+          this.out.add(
+            `${p}.expression`,
+            `trigger '${t.id}': cron expression '${c.expression}' never fires`,
+            "check the day of month and month fields",
+          );
         }
       } catch (err) {
         this.out.add(
@@ -1011,17 +1313,32 @@ class Validator {
     } else if (kind.$case === "artifact") {
       const a = kind.value;
       if (!ARTIFACT_NAME_PATTERN.test(a.name)) {
-        this.out.add(`${path}.artifact.name`, a.name ? `trigger '${t.id}': artifact name '${a.name}' is not valid` : `trigger '${t.id}' needs an artifact name`, "e.g. `name: models.regional`");
+        this.out.add(
+          `${path}.artifact.name`,
+          a.name
+            ? `trigger '${t.id}': artifact name '${a.name}' is not valid`
+            : `trigger '${t.id}' needs an artifact name`,
+          "e.g. `name: models.regional`",
+        );
       }
       for (const key of Object.keys(a.partitions)) {
         if (!PARTITION_KEY_PATTERN.test(key)) {
-          this.out.add(`${path}.artifact.partitions.${key}`, `trigger '${t.id}': partition key '${key}' is not valid`);
+          this.out.add(
+            `${path}.artifact.partitions.${key}`,
+            `trigger '${t.id}': partition key '${key}' is not valid`,
+          );
         }
       }
     } else if (kind.$case === "signal") {
       const name = kind.value.name;
       if (!SIGNAL_NAME_PATTERN.test(name)) {
-        this.out.add(`${path}.signal.name`, name ? `trigger '${t.id}': signal name '${name}' is not valid` : `trigger '${t.id}' needs a signal name`, "use letters, digits, '_', '-' and '.', starting with a letter");
+        this.out.add(
+          `${path}.signal.name`,
+          name
+            ? `trigger '${t.id}': signal name '${name}' is not valid`
+            : `trigger '${t.id}' needs a signal name`,
+          "use letters, digits, '_', '-' and '.', starting with a letter",
+        );
       }
     }
   }
@@ -1032,7 +1349,10 @@ class Validator {
     const parsed = parseExpression(source);
     if (!parsed.ok) {
       const at = parsed.error.position !== undefined ? ` at position ${parsed.error.position}` : "";
-      this.out.add(path, `${scope.where}: ${what} \`${source}\` does not parse${at}: ${parsed.error.message}`);
+      this.out.add(
+        path,
+        `${scope.where}: ${what} \`${source}\` does not parse${at}: ${parsed.error.message}`,
+      );
       return;
     }
     this.checkReferences(parsed.references, path, scope, what);
@@ -1042,13 +1362,23 @@ class Validator {
     const parsed = parseTemplate(source);
     if (!parsed.ok) {
       const at = parsed.error.position !== undefined ? ` at position ${parsed.error.position}` : "";
-      this.out.add(path, `${scope.where}: ${what} template '${source}' does not parse${at}: ${parsed.error.message}`, "templates embed CEL as ${ <expr> }; write $${ for a literal ${");
+      this.out.add(
+        path,
+        `${scope.where}: ${what} template '${source}' does not parse${at}: ${parsed.error.message}`,
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the hint shows template syntax
+        "templates embed CEL as ${ <expr> }; write $${ for a literal ${",
+      );
       return;
     }
     this.checkReferences(parsed.references, path, scope, what);
   }
 
-  private checkReferences(refs: readonly string[], path: string, scope: ExprScope, what: string): void {
+  private checkReferences(
+    refs: readonly string[],
+    path: string,
+    scope: ExprScope,
+    what: string,
+  ): void {
     const reported = new Set<string>();
     const add = (key: string, description: string, hint = "") => {
       if (reported.has(key)) return;
@@ -1067,12 +1397,20 @@ class Validator {
         add(
           `params.${first}`,
           `refers to unknown param '${first}'`,
-          close ? `did you mean '${close}'?` : scope.params.size ? `params here: ${[...scope.params].join(", ")}` : "declare it under `params` (a param may only use the params before it)",
+          close
+            ? `did you mean '${close}'?`
+            : scope.params.size
+              ? `params here: ${[...scope.params].join(", ")}`
+              : "declare it under `params` (a param may only use the params before it)",
         );
       } else if (root === "steps") {
         if (!scope.knownSteps.has(first)) {
           const close = suggest(first, [...scope.knownSteps]);
-          add(`steps.${first}`, `refers to unknown step '${first}'`, close ? `did you mean '${close}'?` : "");
+          add(
+            `steps.${first}`,
+            `refers to unknown step '${first}'`,
+            close ? `did you mean '${close}'?` : "",
+          );
         } else if (!scope.stepVisible(first)) {
           add(
             `steps.${first}`,
@@ -1080,14 +1418,31 @@ class Validator {
             `only upstream steps' outputs exist at that point: add an edge from '${first}' or move the expression`,
           );
         } else if (second !== undefined && !STEP_FIELDS.has(second)) {
-          add(`steps.${first}.${second}`, `uses steps.${first}.${second}`, `a step exposes 'outputs' and 'status' (steps.${first}.outputs.<name>)`);
+          add(
+            `steps.${first}.${second}`,
+            `uses steps.${first}.${second}`,
+            `a step exposes 'outputs' and 'status' (steps.${first}.outputs.<name>)`,
+          );
         }
       } else if (root === "foreach") {
         if (!FOREACH_FIELDS.has(first)) {
-          add(`foreach.${first}`, `uses foreach.${first}`, "a foreach body sees foreach.value, foreach.index and foreach.values.<axis>");
-        } else if (first === "values" && second !== undefined && scope.axes && !scope.axes.has(second)) {
+          add(
+            `foreach.${first}`,
+            `uses foreach.${first}`,
+            "a foreach body sees foreach.value, foreach.index and foreach.values.<axis>",
+          );
+        } else if (
+          first === "values" &&
+          second !== undefined &&
+          scope.axes &&
+          !scope.axes.has(second)
+        ) {
           const close = suggest(second, [...scope.axes]);
-          add(`foreach.values.${second}`, `refers to unknown foreach axis '${second}'`, close ? `did you mean '${close}'?` : `axes: ${[...scope.axes].join(", ")}`);
+          add(
+            `foreach.values.${second}`,
+            `refers to unknown foreach axis '${second}'`,
+            close ? `did you mean '${close}'?` : `axes: ${[...scope.axes].join(", ")}`,
+          );
         }
       } else if (root === "loop" && !LOOP_FIELDS.has(first)) {
         add(`loop.${first}`, `uses loop.${first}`, "a loop body sees loop.iteration (0-based)");
@@ -1100,12 +1455,20 @@ class Validator {
   private checkDuration(d: Duration, path: string, maxSeconds: number, positive: boolean): void {
     const valid = Number.isFinite(d.seconds) && d.nanos >= 0 && d.nanos < 1e9 && d.seconds >= 0;
     if (!valid) {
-      this.out.add(path, `${fmtDuration(d)} is not a valid duration`, "durations are non-negative, e.g. \"90s\" or \"1.5s\"");
+      this.out.add(
+        path,
+        `${fmtDuration(d)} is not a valid duration`,
+        'durations are non-negative, e.g. "90s" or "1.5s"',
+      );
       return;
     }
     const s = seconds(d);
     if (positive && s === 0) {
-      this.out.add(path, "a zero timeout would fail at once", "use a positive duration such as \"3600s\", or leave it unset for no limit");
+      this.out.add(
+        path,
+        "a zero timeout would fail at once",
+        'use a positive duration such as "3600s", or leave it unset for no limit',
+      );
     } else if (s > maxSeconds) {
       this.out.add(path, `${fmtDuration(d)} is longer than the limit of ${maxSeconds}s`);
     }
@@ -1115,17 +1478,26 @@ class Validator {
     const L = DEFINITION_LIMITS;
     for (const [key, value] of Object.entries(tags)) {
       if (key.length === 0 || key.length > L.maxTagKeyLength) {
-        this.out.add(`${path}.${key}`, `tag key '${key}' must be 1-${L.maxTagKeyLength} characters`);
+        this.out.add(
+          `${path}.${key}`,
+          `tag key '${key}' must be 1-${L.maxTagKeyLength} characters`,
+        );
       }
       if (value.length > L.maxTagValueLength) {
-        this.out.add(`${path}.${key}`, `tag '${key}' has a ${value.length}-character value; the limit is ${L.maxTagValueLength}`);
+        this.out.add(
+          `${path}.${key}`,
+          `tag '${key}' has a ${value.length}-character value; the limit is ${L.maxTagValueLength}`,
+        );
       }
     }
   }
 
   private checkText(text: string, path: string): void {
     if (text.length > DEFINITION_LIMITS.maxDescriptionLength) {
-      this.out.add(path, `${text.length} characters; the limit is ${DEFINITION_LIMITS.maxDescriptionLength}`);
+      this.out.add(
+        path,
+        `${text.length} characters; the limit is ${DEFINITION_LIMITS.maxDescriptionLength}`,
+      );
     }
   }
 }
@@ -1290,7 +1662,8 @@ function describe(value: unknown): string {
     const shown = value.length > 40 ? `${value.slice(0, 40)}...` : value;
     return `the string "${shown}"`;
   }
-  if (typeof value === "number") return Number.isInteger(value) ? `the integer ${value}` : `the number ${value}`;
+  if (typeof value === "number")
+    return Number.isInteger(value) ? `the integer ${value}` : `the number ${value}`;
   return `${typeof value} ${String(value)}`;
 }
 
@@ -1301,7 +1674,9 @@ function literalTypeProblem(value: unknown, type: ParamType): string | undefined
       return typeof value === "string" ? undefined : describe(value);
     case ParamType.PARAM_TYPE_INT:
       if (typeof value !== "number" || !Number.isInteger(value)) return describe(value);
-      return Number.isSafeInteger(value) ? undefined : `${value}, outside ±2^53-1 (the range JSON holds exactly)`;
+      return Number.isSafeInteger(value)
+        ? undefined
+        : `${value}, outside ±2^53-1 (the range JSON holds exactly)`;
     case ParamType.PARAM_TYPE_DOUBLE:
       return typeof value === "number" ? undefined : describe(value);
     case ParamType.PARAM_TYPE_BOOL:
@@ -1309,14 +1684,20 @@ function literalTypeProblem(value: unknown, type: ParamType): string | undefined
     case ParamType.PARAM_TYPE_LIST:
       return Array.isArray(value) ? undefined : describe(value);
     case ParamType.PARAM_TYPE_MAP:
-      return value !== null && typeof value === "object" && !Array.isArray(value) ? undefined : describe(value);
+      return value !== null && typeof value === "object" && !Array.isArray(value)
+        ? undefined
+        : describe(value);
     default:
       return undefined;
   }
 }
 
 function literalHint(value: unknown, type: ParamType): string {
-  if (type === ParamType.PARAM_TYPE_INT && typeof value === "string" && /^[+-]?\d+$/.test(value.trim())) {
+  if (
+    type === ParamType.PARAM_TYPE_INT &&
+    typeof value === "string" &&
+    /^[+-]?\d+$/.test(value.trim())
+  ) {
     return `write the number without quotes: ${value.trim()}`;
   }
   if (type === ParamType.PARAM_TYPE_INT && typeof value === "number") {

@@ -115,7 +115,9 @@ const INT8_OID = 20;
 const pgTypes = {
   getTypeParser(oid: number, format: string) {
     if (oid === INT8_OID && format !== "binary") return (text: string) => Number(text);
-    return format === "binary" ? pg.types.getTypeParser(oid, "binary") : pg.types.getTypeParser(oid);
+    return format === "binary"
+      ? pg.types.getTypeParser(oid, "binary")
+      : pg.types.getTypeParser(oid);
   },
 };
 

@@ -224,11 +224,20 @@ export class WorkflowRepo {
     await trx("workflows")
       .where({ id: input.workflowId })
       .update({ latest_version: version, last_deployed_at: now, updated_at: now });
-    let row: WorkflowRow = { ...wf, latest_version: version, last_deployed_at: now, updated_at: now };
+    let row: WorkflowRow = {
+      ...wf,
+      latest_version: version,
+      last_deployed_at: now,
+      updated_at: now,
+    };
     if (input.activate || wf.active_version === 0) {
       row = await this.setActive(trx, row, versionRow, now);
     }
-    return { created: true, version: toVersion(versionRow, row.active_version), workflow: toWorkflow(row) };
+    return {
+      created: true,
+      version: toVersion(versionRow, row.active_version),
+      workflow: toWorkflow(row),
+    };
   }
 
   async getWorkflow(id: string): Promise<WorkflowRecord | undefined> {

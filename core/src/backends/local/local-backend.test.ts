@@ -223,7 +223,10 @@ describe("LocalBackend", () => {
     await a.rec.state("t-write", "RUNNING");
     await a.backend.stop(); // core goes away; the agent and its jobs stay
 
-    await waitFor(() => journalState(dir, "t-write") === "exited", "t-write to end while no core runs");
+    await waitFor(
+      () => journalState(dir, "t-write") === "exited",
+      "t-write to end while no core runs",
+    );
 
     const b = await startBackend(dir);
     expect(await b.rec.final("t-write")).toMatchObject({ state: "FAILED", exitCode: 7 });

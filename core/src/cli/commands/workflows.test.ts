@@ -77,7 +77,8 @@ function file(name: string, text: string, base = dir): string {
   return path;
 }
 
-const GOOD = "id: cli-wf\ndescription: from the cli\nsteps:\n  - {id: a, type: noop, next: [{to: b}]}\n  - {id: b, type: noop}\n";
+const GOOD =
+  "id: cli-wf\ndescription: from the cli\nsteps:\n  - {id: a, type: noop, next: [{to: b}]}\n  - {id: b, type: noop}\n";
 
 describe("kaon validate", () => {
   it("reports a valid file with its content hash", async () => {
@@ -87,21 +88,29 @@ describe("kaon validate", () => {
   });
 
   it("prints the server's violations with field paths and file positions, exit 1", async () => {
-    const path = file("bad.yaml", GOOD.replace("{to: b}", "{to: bb}").replace("type: noop}", "type: nop}"));
+    const path = file(
+      "bad.yaml",
+      GOOD.replace("{to: b}", "{to: bb}").replace("type: noop}", "type: nop}"),
+    );
     const r = await cli(["validate", path]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("the definition is invalid (2 problems)");
     expect(r.err).toContain(
-      `  steps[0].next[0].to: step 'a': unknown successor 'bb' [${path}:3:34] (did you mean 'b'?)`,
+      `  steps[0].next[0].to: step 'a': unknown successor 'bb' [${path}:4:33] (did you mean 'b'?)`,
     );
     expect(r.err).toContain("steps[1].type: step 'b': unknown step type 'nop'");
+    // Violations come in definition order.
+    expect(r.err.indexOf("steps[0].next[0].to")).toBeLessThan(r.err.indexOf("steps[1].type"));
   });
 
   it("reports syntax and schema errors before calling the server", async () => {
-    const r = await cli(["validate", file("typo.yaml", "id: x\nsteps:\n  - {id: a, type: noop, nxt: []}\n")], {
-      ...env,
-      KAON_ADDRESS: "127.0.0.1:1",
-    });
+    const r = await cli(
+      ["validate", file("typo.yaml", "id: x\nsteps:\n  - {id: a, type: noop, nxt: []}\n")],
+      {
+        ...env,
+        KAON_ADDRESS: "127.0.0.1:1",
+      },
+    );
     expect(r.code).toBe(1);
     expect(r.err).toContain("steps[0].nxt: unknown field 'nxt'");
     expect(r.err).toContain("did you mean 'next'?");
@@ -131,9 +140,13 @@ describe("kaon deploy and friends", () => {
   it("deploys from a git checkout with SCM metadata, then lists, activates and deletes", async () => {
     const repo = mkdtempSync(join(dir, "repo-"));
     const git = (...args: string[]) =>
-      execFileSync("git", ["-C", repo, "-c", "user.name=Ann Dev", "-c", "user.email=ann@example.com", ...args], {
-        encoding: "utf8",
-      });
+      execFileSync(
+        "git",
+        ["-C", repo, "-c", "user.name=Ann Dev", "-c", "user.email=ann@example.com", ...args],
+        {
+          encoding: "utf8",
+        },
+      );
     git("init", "-q", "-b", "main");
     const path = file("pipeline.yaml", GOOD.replace("cli-wf", "git-wf"), repo);
     git("add", ".");
@@ -147,11 +160,21 @@ describe("kaon deploy and friends", () => {
     expect(same.out).toBe("unchanged: git-wf version 1 already has this content (active)\n");
 
     writeFileSync(path, GOOD.replace("cli-wf", "git-wf").replace("from the cli", "changed"));
-    expect(await gitInfo(path)).toMatchObject({ commit, branch: "main", dirty: true, author: "Ann Dev <ann@example.com>" });
+    expect(await gitInfo(path)).toMatchObject({
+      commit,
+      branch: "main",
+      dirty: true,
+      author: "Ann Dev <ann@example.com>",
+    });
     const second = await cli(["--json", "deploy", "--no-activate", path]);
     const deployed = JSON.parse(second.out) as {
       created: boolean;
-      version: { version: number; active?: boolean; scm: Record<string, unknown>; client: Record<string, unknown> };
+      version: {
+        version: number;
+        active?: boolean;
+        scm: Record<string, unknown>;
+        client: Record<string, unknown>;
+      };
     };
     expect(deployed.created).toBe(true);
     expect(deployed.version.version).toBe(2);
@@ -162,14 +185,18 @@ describe("kaon deploy and friends", () => {
     const versions = await cli(["versions", "git-wf"]);
     expect(versions.code).toBe(0);
     const lines = versions.out.trim().split("\n");
-    expect(lines[0]).toMatch(/^VERSION\s+CREATED\s+HASH\s+COMMIT\s+BRANCH\s+DIRTY\s+AUTHOR\s+CLIENT$/);
+    expect(lines[0]).toMatch(
+      /^VERSION\s+CREATED\s+HASH\s+COMMIT\s+BRANCH\s+DIRTY\s+AUTHOR\s+CLIENT$/,
+    );
     expect(lines[1]).toMatch(/^2 {2,}.*main\s+yes\s+Ann Dev <ann@example.com>\s+kaon-cli 0\.1\.0$/);
     expect(lines[2]).toMatch(/^1 \*/);
 
     const list = await cli(["workflows", "--id-contains", "git"]);
     expect(list.out).toMatch(/^ID\s+NAMESPACE\s+ACTIVE\s+LATEST\s+OWNER\s+UPDATED\s+DESCRIPTION\n/);
     expect(list.out).toMatch(/git-wf\s+default\s+1\s+2\s+/);
-    const listJson = JSON.parse((await cli(["--json", "workflows", "--id-contains", "git"])).out) as {
+    const listJson = JSON.parse(
+      (await cli(["--json", "workflows", "--id-contains", "git"])).out,
+    ) as {
       workflows: Array<{ id: string }>;
     };
     expect(listJson.workflows.map((w) => w.id)).toEqual(["git-wf"]);
@@ -194,7 +221,10 @@ describe("kaon deploy and friends", () => {
 
   it("deploys outside a git checkout without SCM metadata and prints server violations", async () => {
     expect(await gitInfo(join(tmpdir(), "x.yaml"))).toBeUndefined();
-    const bad = await cli(["deploy", file("bad-deploy.yaml", "id: d\nsteps: [{id: a, type: noop, resources: {gpus: 0.5}}]\n")]);
+    const bad = await cli([
+      "deploy",
+      file("bad-deploy.yaml", "id: d\nsteps: [{id: a, type: noop, resources: {gpus: 0.5}}]\n"),
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.err).toContain("steps[0].resources.gpus: step 'a': gpus 0.5 is not a whole number");
   });

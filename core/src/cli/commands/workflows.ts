@@ -24,7 +24,13 @@ import { type Command, InvalidArgumentError as CommanderArgumentError } from "co
 import { canonicalize } from "../../model/canonical.js";
 import { type DefinitionFile, loadDefinitionFile } from "../../model/files.js";
 import { validateDefinition } from "../../model/validate.js";
-import { type CliContext, CliError, formatTable, formatViolationList, KaonClientError } from "../client.js";
+import {
+  type CliContext,
+  CliError,
+  formatTable,
+  formatViolationList,
+  KaonClientError,
+} from "../client.js";
 
 const run = promisify(execFile);
 
@@ -62,16 +68,25 @@ export function register(program: Command, ctx: CliContext): void {
         }
         throw new CliError(invalidMessage(loaded, response.violations));
       }
-      ctx.printMessage(ValidateResponse, "kaon.v1.ValidateResponse", response, () =>
-        `${file}: workflow '${definition.id}' is valid (content hash ${response.contentHash.slice(0, 12)})`,
+      ctx.printMessage(
+        ValidateResponse,
+        "kaon.v1.ValidateResponse",
+        response,
+        () =>
+          `${file}: workflow '${definition.id}' is valid (content hash ${response.contentHash.slice(0, 12)})`,
       );
     });
 
   program
     .command("deploy")
-    .description("deploy a workflow definition file as a new version (unchanged content keeps its version)")
+    .description(
+      "deploy a workflow definition file as a new version (unchanged content keeps its version)",
+    )
     .argument("<file>", "definition file (.yaml/.yml/.json)")
-    .option("--no-activate", "store the version without making it active (a first version is always active)")
+    .option(
+      "--no-activate",
+      "store the version without making it active (a first version is always active)",
+    )
     .action(async (file: string, options: { activate: boolean }) => {
       const loaded = await loadOrFail(file);
       const [scm, client] = await Promise.all([gitInfo(file), clientInfo()]);
@@ -100,7 +115,12 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--tag <key=value>", "only workflows with this tag (repeatable)", collectTag, {})
     .option("--limit <n>", "show at most this many (default 100)", positiveInt, 100)
     .action(
-      async (options: { namespace?: string; idContains?: string; tag: Record<string, string>; limit: number }) => {
+      async (options: {
+        namespace?: string;
+        idContains?: string;
+        tag: Record<string, string>;
+        limit: number;
+      }) => {
         const client = ctx.client(WorkflowServiceDefinition);
         const workflows: Workflow[] = [];
         let pageToken = "";
@@ -153,17 +173,24 @@ export function register(program: Command, ctx: CliContext): void {
         pageToken = page.nextPageToken;
       } while (pageToken && versions.length < options.limit);
       const response: ListVersionsResponse = { versions, nextPageToken: pageToken };
-      ctx.printMessage(ListVersionsResponse, "kaon.v1.ListVersionsResponse", response, () =>
-        formatTable(versions, [
-          { header: "version", value: (v) => `${v.version}${v.active ? " *" : ""}` },
-          { header: "created", value: (v) => v.createdAt },
-          { header: "hash", value: (v) => v.contentHash.slice(0, 12) },
-          { header: "commit", value: (v) => v.scm?.commit.slice(0, 10) },
-          { header: "branch", value: (v) => v.scm?.branch },
-          { header: "dirty", value: (v) => (v.scm?.dirty ? "yes" : "") },
-          { header: "author", value: (v) => v.scm?.author },
-          { header: "client", value: (v) => (v.client?.name ? `${v.client.name} ${v.client.version}`.trim() : "") },
-        ]) + (pageToken ? "\n(more versions exist: raise --limit)" : "\n(* = active)"),
+      ctx.printMessage(
+        ListVersionsResponse,
+        "kaon.v1.ListVersionsResponse",
+        response,
+        () =>
+          formatTable(versions, [
+            { header: "version", value: (v) => `${v.version}${v.active ? " *" : ""}` },
+            { header: "created", value: (v) => v.createdAt },
+            { header: "hash", value: (v) => v.contentHash.slice(0, 12) },
+            { header: "commit", value: (v) => v.scm?.commit.slice(0, 10) },
+            { header: "branch", value: (v) => v.scm?.branch },
+            { header: "dirty", value: (v) => (v.scm?.dirty ? "yes" : "") },
+            { header: "author", value: (v) => v.scm?.author },
+            {
+              header: "client",
+              value: (v) => (v.client?.name ? `${v.client.name} ${v.client.version}`.trim() : ""),
+            },
+          ]) + (pageToken ? "\n(more versions exist: raise --limit)" : "\n(* = active)"),
       );
     });
 
@@ -175,7 +202,9 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (workflowId: string, versionArg: string) => {
       const version =
         versionArg === "active" ? 0 : versionArg === "latest" ? -1 : parseVersion(versionArg);
-      const response = await ctx.client(WorkflowServiceDefinition).getWorkflow({ workflowId, version });
+      const response = await ctx
+        .client(WorkflowServiceDefinition)
+        .getWorkflow({ workflowId, version });
       ctx.printMessage(GetWorkflowResponse, "kaon.v1.GetWorkflowResponse", response, () => {
         const v = response.version!;
         const def = v.definition;
@@ -185,7 +214,9 @@ export function register(program: Command, ctx: CliContext): void {
           `  steps:     ${def?.steps.map((s) => s.id).join(", ") ?? ""}`,
           `  hash:      ${v.contentHash}`,
           `  created:   ${v.createdAt?.toISOString() ?? ""}`,
-          v.scm?.commit ? `  commit:    ${v.scm.commit}${v.scm.dirty ? " (dirty)" : ""} on ${v.scm.branch}` : "",
+          v.scm?.commit
+            ? `  commit:    ${v.scm.commit}${v.scm.dirty ? " (dirty)" : ""} on ${v.scm.branch}`
+            : "",
         ]
           .filter(Boolean)
           .join("\n");
@@ -199,9 +230,15 @@ export function register(program: Command, ctx: CliContext): void {
     .argument("<version>", "version number")
     .action(async (workflowId: string, versionArg: string) => {
       const version = parseVersion(versionArg);
-      const response = await ctx.client(WorkflowServiceDefinition).activate({ workflowId, version });
-      ctx.printMessage(ActivateResponse, "kaon.v1.ActivateResponse", response, () =>
-        `workflow ${workflowId}: version ${response.workflow?.activeVersion} is active (latest is ${response.workflow?.latestVersion})`,
+      const response = await ctx
+        .client(WorkflowServiceDefinition)
+        .activate({ workflowId, version });
+      ctx.printMessage(
+        ActivateResponse,
+        "kaon.v1.ActivateResponse",
+        response,
+        () =>
+          `workflow ${workflowId}: version ${response.workflow?.activeVersion} is active (latest is ${response.workflow?.latestVersion})`,
       );
     });
 
@@ -232,7 +269,10 @@ function invalidMessage(file: DefinitionFile, violations: readonly FieldViolatio
   return `${file.path}: the definition is invalid (${n} problem${n === 1 ? "" : "s"}):\n${formatViolationList(withPositions(file, violations))}`;
 }
 
-function withPositions(file: DefinitionFile, violations: readonly FieldViolation[]): FieldViolation[] {
+function withPositions(
+  file: DefinitionFile,
+  violations: readonly FieldViolation[],
+): FieldViolation[] {
   return violations.map((v) => {
     const at = file.locate(v.field);
     return at ? { ...v, description: `${v.description} [${at}]` } : v;
@@ -299,7 +339,8 @@ function parseVersion(text: string): number {
 
 function positiveInt(text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new CommanderArgumentError("expected a positive integer");
+  if (!Number.isInteger(n) || n < 1)
+    throw new CommanderArgumentError("expected a positive integer");
   return n;
 }
 

@@ -47,7 +47,10 @@ export async function migrateToLatest(
 }
 
 /** Rolls back every migration (tests and `kaon db reset`-style tooling only). */
-export async function rollbackAll(db: Knex, list: readonly Migration[] = migrations): Promise<void> {
+export async function rollbackAll(
+  db: Knex,
+  list: readonly Migration[] = migrations,
+): Promise<void> {
   await db.migrate.rollback(config(list), true);
 }
 

@@ -188,7 +188,15 @@ export interface WriteBatch {
 }
 
 export function emptyBatch(): WriteBatch {
-  return { runs: [], steps: [], attempts: [], events: [], images: [], artifacts: [], requestKeys: [] };
+  return {
+    runs: [],
+    steps: [],
+    attempts: [],
+    events: [],
+    images: [],
+    artifacts: [],
+    requestKeys: [],
+  };
 }
 
 export function batchSize(b: WriteBatch): number {

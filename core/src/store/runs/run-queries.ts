@@ -217,7 +217,10 @@ function reportFromJson(text: string): ReportItem {
       return { kind: { $case: "output", value: { name: j.n as string, value: j.v } } };
     case "progress":
       return {
-        kind: { $case: "progress", value: { percent: j.p as number, message: (j.m as string) ?? "" } },
+        kind: {
+          $case: "progress",
+          value: { percent: j.p as number, message: (j.m as string) ?? "" },
+        },
       };
     case "milestone":
       return { kind: { $case: "milestone", value: j.n as string } };
@@ -292,13 +295,15 @@ export class RunQueries {
   }
 
   async runByRequestId(workflowId: string, requestId: string): Promise<RunRecordRow | undefined> {
-    return (await this.db("runs").where({ workflow_id: workflowId, request_id: requestId }).first()) as
-      | RunRecordRow
-      | undefined;
+    return (await this.db("runs")
+      .where({ workflow_id: workflowId, request_id: requestId })
+      .first()) as RunRecordRow | undefined;
   }
 
   async unfinishedRunRows(): Promise<RunRecordRow[]> {
-    return (await this.db("runs").whereIn("status", [1, 2]).orderBy("created_at")) as RunRecordRow[];
+    return (await this.db("runs")
+      .whereIn("status", [1, 2])
+      .orderBy("created_at")) as RunRecordRow[];
   }
 
   async listRuns(f: RunListFilter): Promise<RunRecordRow[]> {
@@ -311,27 +316,36 @@ export class RunQueries {
     if (f.after) {
       const { createdAt, id } = f.after;
       q.where((w) =>
-        w.where("created_at", "<", createdAt).orWhere((w2) => w2.where("created_at", createdAt).andWhere("id", "<", id)),
+        w
+          .where("created_at", "<", createdAt)
+          .orWhere((w2) => w2.where("created_at", createdAt).andWhere("id", "<", id)),
       );
     }
-    return (await q.orderBy([
-      { column: "created_at", order: "desc" },
-      { column: "id", order: "desc" },
-    ]).limit(f.limit)) as RunRecordRow[];
+    return (await q
+      .orderBy([
+        { column: "created_at", order: "desc" },
+        { column: "id", order: "desc" },
+      ])
+      .limit(f.limit)) as RunRecordRow[];
   }
 
   async stepRows(runId: string): Promise<StepRecordRow[]> {
-    return (await this.db("step_instances").where({ run_id: runId }).orderBy("sort_key")) as StepRecordRow[];
+    return (await this.db("step_instances")
+      .where({ run_id: runId })
+      .orderBy("sort_key")) as StepRecordRow[];
   }
 
   async stepRow(runId: string, path: string): Promise<StepRecordRow | undefined> {
-    return (await this.db("step_instances").where({ run_id: runId, path }).first()) as StepRecordRow | undefined;
+    return (await this.db("step_instances").where({ run_id: runId, path }).first()) as
+      | StepRecordRow
+      | undefined;
   }
 
   async listSteps(f: StepListFilter): Promise<StepRecordRow[]> {
     const q = this.db("step_instances").where("run_id", f.runId);
     if (f.statuses && f.statuses.length > 0) q.whereIn("status", f.statuses);
-    if (f.pathPrefix) q.where("path", ">=", f.pathPrefix).andWhere("path", "<", `${f.pathPrefix}\uffff`);
+    if (f.pathPrefix)
+      q.where("path", ">=", f.pathPrefix).andWhere("path", "<", `${f.pathPrefix}\uffff`);
     if (f.afterSortKey !== undefined) q.where("sort_key", ">", f.afterSortKey);
     return (await q.orderBy("sort_key").limit(f.limit)) as StepRecordRow[];
   }
@@ -344,7 +358,9 @@ export class RunQueries {
 
   /** Attempts still LAUNCHING or RUNNING (recovery). */
   async liveAttemptRows(runId: string): Promise<AttemptRecordRow[]> {
-    return (await this.db("attempts").where("run_id", runId).whereIn("status", [1, 2])) as AttemptRecordRow[];
+    return (await this.db("attempts")
+      .where("run_id", runId)
+      .whereIn("status", [1, 2])) as AttemptRecordRow[];
   }
 
   async maxSeq(runId: string): Promise<number> {
@@ -400,15 +416,22 @@ export class RunQueries {
   }): Promise<Array<Artifact & { id: number }>> {
     const q = this.db("artifacts as a").whereNotExists(
       this.db("artifacts as b")
-        .whereRaw("b.namespace = a.namespace and b.name = a.name and b.partition_key = a.partition_key and b.revision > a.revision")
+        .whereRaw(
+          "b.namespace = a.namespace and b.name = a.name and b.partition_key = a.partition_key and b.revision > a.revision",
+        )
         .select(this.db.raw("1")),
     );
     if (f.name) q.where("a.name", f.name);
     if (f.namespace) q.where("a.namespace", f.namespace);
     if (f.afterId !== undefined) q.where("a.id", "<", f.afterId);
     // Partition filters match `k=v` inside the canonical key; checked exactly below.
-    const rows = (await q.select("a.*").orderBy("a.id", "desc").limit(f.partitions ? f.limit * 20 : f.limit)) as ArtifactRecordRow[];
-    const matching = rows.filter((r) => matchesPartitions(JSON.parse(r.partitions_json), f.partitions));
+    const rows = (await q
+      .select("a.*")
+      .orderBy("a.id", "desc")
+      .limit(f.partitions ? f.limit * 20 : f.limit)) as ArtifactRecordRow[];
+    const matching = rows.filter((r) =>
+      matchesPartitions(JSON.parse(r.partitions_json), f.partitions),
+    );
     return matching.slice(0, f.limit).map((r) => ({ ...artifactFromRow(r), id: r.id }));
   }
 
@@ -428,7 +451,9 @@ export class RunQueries {
   }
 
   async requestKey(key: string): Promise<string | undefined> {
-    const row = (await this.db("request_keys").where({ key }).first()) as { result_json: string } | undefined;
+    const row = (await this.db("request_keys").where({ key }).first()) as
+      | { result_json: string }
+      | undefined;
     return row?.result_json;
   }
 }

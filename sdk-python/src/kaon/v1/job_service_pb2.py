@@ -27,7 +27,7 @@ from kaon.v1 import artifact_pb2 as kaon_dot_v1_dot_artifact__pb2
 from kaon.v1 import run_pb2 as kaon_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kaon/v1/job_service.proto\x12\x07kaon.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16kaon/v1/artifact.proto\x1a\x11kaon/v1/run.proto\"\x13\n\x11GetContextRequest\"\xf9\x01\n\x12GetContextResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x37\n\x06params\x18\x06 \x03(\x0b\x32\'.kaon.v1.GetContextResponse.ParamsEntry\x12\x0e\n\x06run_ts\x18\x07 \x01(\x03\x1a\x45\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"E\n\rReportRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.kaon.v1.ReportItem\"*\n\x0eReportResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\">\n\x17\x41nnounceArtifactRequest\x12#\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x11.kaon.v1.Artifact\"?\n\x18\x41nnounceArtifactResponse\x12#\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x11.kaon.v1.Artifact2\xf6\x01\n\nJobService\x12J\n\nGetContext\x12\x1a.kaon.v1.GetContextRequest\x1a\x1b.kaon.v1.GetContextResponse\"\x03\x90\x02\x01\x12>\n\x06Report\x12\x16.kaon.v1.ReportRequest\x1a\x17.kaon.v1.ReportResponse\"\x03\x90\x02\x02\x12\\\n\x10\x41nnounceArtifact\x12 .kaon.v1.AnnounceArtifactRequest\x1a!.kaon.v1.AnnounceArtifactResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kaon/v1/job_service.proto\x12\x07kaon.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16kaon/v1/artifact.proto\x1a\x11kaon/v1/run.proto\"\x13\n\x11GetContextRequest\"\x93\x02\n\x12GetContextResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x37\n\x06params\x18\x06 \x03(\x0b\x32\'.kaon.v1.GetContextResponse.ParamsEntry\x12\x0e\n\x06run_ts\x18\x07 \x01(\x03\x12\x18\n\x10\x61pplied_sequence\x18\x08 \x01(\x03\x1a\x45\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"E\n\rReportRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.kaon.v1.ReportItem\"*\n\x0eReportResponse\x12\x18\n\x10\x61pplied_sequence\x18\x01 \x01(\x03\">\n\x17\x41nnounceArtifactRequest\x12#\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x11.kaon.v1.Artifact\"?\n\x18\x41nnounceArtifactResponse\x12#\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x11.kaon.v1.Artifact2\xf6\x01\n\nJobService\x12J\n\nGetContext\x12\x1a.kaon.v1.GetContextRequest\x1a\x1b.kaon.v1.GetContextResponse\"\x03\x90\x02\x01\x12>\n\x06Report\x12\x16.kaon.v1.ReportRequest\x1a\x17.kaon.v1.ReportResponse\"\x03\x90\x02\x02\x12\\\n\x10\x41nnounceArtifact\x12 .kaon.v1.AnnounceArtifactRequest\x1a!.kaon.v1.AnnounceArtifactResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,17 +45,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONTEXTREQUEST']._serialized_start=111
   _globals['_GETCONTEXTREQUEST']._serialized_end=130
   _globals['_GETCONTEXTRESPONSE']._serialized_start=133
-  _globals['_GETCONTEXTRESPONSE']._serialized_end=382
-  _globals['_GETCONTEXTRESPONSE_PARAMSENTRY']._serialized_start=313
-  _globals['_GETCONTEXTRESPONSE_PARAMSENTRY']._serialized_end=382
-  _globals['_REPORTREQUEST']._serialized_start=384
-  _globals['_REPORTREQUEST']._serialized_end=453
-  _globals['_REPORTRESPONSE']._serialized_start=455
-  _globals['_REPORTRESPONSE']._serialized_end=497
-  _globals['_ANNOUNCEARTIFACTREQUEST']._serialized_start=499
-  _globals['_ANNOUNCEARTIFACTREQUEST']._serialized_end=561
-  _globals['_ANNOUNCEARTIFACTRESPONSE']._serialized_start=563
-  _globals['_ANNOUNCEARTIFACTRESPONSE']._serialized_end=626
-  _globals['_JOBSERVICE']._serialized_start=629
-  _globals['_JOBSERVICE']._serialized_end=875
+  _globals['_GETCONTEXTRESPONSE']._serialized_end=408
+  _globals['_GETCONTEXTRESPONSE_PARAMSENTRY']._serialized_start=339
+  _globals['_GETCONTEXTRESPONSE_PARAMSENTRY']._serialized_end=408
+  _globals['_REPORTREQUEST']._serialized_start=410
+  _globals['_REPORTREQUEST']._serialized_end=479
+  _globals['_REPORTRESPONSE']._serialized_start=481
+  _globals['_REPORTRESPONSE']._serialized_end=523
+  _globals['_ANNOUNCEARTIFACTREQUEST']._serialized_start=525
+  _globals['_ANNOUNCEARTIFACTREQUEST']._serialized_end=587
+  _globals['_ANNOUNCEARTIFACTRESPONSE']._serialized_start=589
+  _globals['_ANNOUNCEARTIFACTRESPONSE']._serialized_end=652
+  _globals['_JOBSERVICE']._serialized_start=655
+  _globals['_JOBSERVICE']._serialized_end=901
 # @@protoc_insertion_point(module_scope)

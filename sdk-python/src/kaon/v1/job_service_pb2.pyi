@@ -72,6 +72,7 @@ class GetContextResponse(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     RUN_TS_FIELD_NUMBER: _builtins.int
+    APPLIED_SEQUENCE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     workflow_id: _builtins.str
@@ -84,6 +85,10 @@ class GetContextResponse(_message.Message):
     """Attempt number."""
     run_ts: _builtins.int
     """RUN_TS in epoch ms."""
+    applied_sequence: _builtins.int
+    """The highest Report sequence already applied for this attempt (0 if none), so a second
+    process of the same attempt continues the numbering instead of being ignored.
+    """
     @_builtins.property
     def params(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
         """Resolved step params (workflow params included)."""
@@ -98,10 +103,11 @@ class GetContextResponse(_message.Message):
         attempt: _builtins.int = ...,
         params: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
         run_ts: _builtins.int = ...,
+        applied_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "params", b"params", "path", b"path", "run_id", b"run_id", "run_ts", b"run_ts", "step_id", b"step_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_sequence", b"applied_sequence", "attempt", b"attempt", "params", b"params", "path", b"path", "run_id", b"run_id", "run_ts", b"run_ts", "step_id", b"step_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,6 +31,11 @@ export interface GetContextResponse {
   params: { [key: string]: any | undefined };
   /** RUN_TS in epoch ms. */
   runTs: number;
+  /**
+   * The highest Report sequence already applied for this attempt (0 if none), so a second
+   * process of the same attempt continues the numbering instead of being ignored.
+   */
+  appliedSequence: number;
 }
 
 export interface GetContextResponse_ParamsEntry {
@@ -117,7 +122,7 @@ export const GetContextRequest: MessageFns<GetContextRequest> = {
 };
 
 function createBaseGetContextResponse(): GetContextResponse {
-  return { runId: "", workflowId: "", path: "", stepId: "", attempt: 0, params: {}, runTs: 0 };
+  return { runId: "", workflowId: "", path: "", stepId: "", attempt: 0, params: {}, runTs: 0, appliedSequence: 0 };
 }
 
 export const GetContextResponse: MessageFns<GetContextResponse> = {
@@ -144,6 +149,9 @@ export const GetContextResponse: MessageFns<GetContextResponse> = {
     });
     if (message.runTs !== 0) {
       writer.uint32(56).int64(message.runTs);
+    }
+    if (message.appliedSequence !== 0) {
+      writer.uint32(64).int64(message.appliedSequence);
     }
     return writer;
   },
@@ -220,6 +228,14 @@ export const GetContextResponse: MessageFns<GetContextResponse> = {
             message.runTs = longToNumber(reader.int64());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.appliedSequence = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -270,6 +286,11 @@ export const GetContextResponse: MessageFns<GetContextResponse> = {
         : isSet(object.run_ts)
         ? globalThis.Number(object.run_ts)
         : 0,
+      appliedSequence: isSet(object.appliedSequence)
+        ? globalThis.Number(object.appliedSequence)
+        : isSet(object.applied_sequence)
+        ? globalThis.Number(object.applied_sequence)
+        : 0,
     };
   },
 
@@ -302,6 +323,9 @@ export const GetContextResponse: MessageFns<GetContextResponse> = {
     if (message.runTs !== 0) {
       obj.runTs = Math.round(message.runTs);
     }
+    if (message.appliedSequence !== 0) {
+      obj.appliedSequence = Math.round(message.appliedSequence);
+    }
     return obj;
   },
 
@@ -325,6 +349,7 @@ export const GetContextResponse: MessageFns<GetContextResponse> = {
       {},
     );
     message.runTs = object.runTs ?? 0;
+    message.appliedSequence = object.appliedSequence ?? 0;
     return message;
   },
 };
