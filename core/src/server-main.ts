@@ -2,11 +2,16 @@
 // running server (data dir, secrets, store, engine, backends, services). Everything else talks
 // to its neighbours through small interfaces. Today it wires auth and the network edge; the
 // store, engine and kaon.v1 services are added here as they land.
+
+import { WorkflowServiceDefinition } from "@kaon/proto";
 import { Authenticator, type AuthFiles, loadOrCreateAuthFiles, StepTokens } from "./api/auth.js";
 import type { ServiceRegistration } from "./api/registration.js";
+import { registerService } from "./api/registration.js";
 import { type KaonServer, startServer } from "./api/server.js";
+import { createWorkflowService } from "./api/workflow-service.js";
 import { ensureDataDir, type ServerConfig } from "./config.js";
 import { createLogger, type Logger } from "./log.js";
+import { openDatabase } from "./store/db.js";
 
 export interface CreateKaonOptions {
   config: ServerConfig;
@@ -37,9 +42,13 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
     stepTokens,
   });
 
-  // Store, engine and the kaon.v1 services are wired here as they land; until then only the
-  // services passed in are served (plus health and reflection).
-  const services: ServiceRegistration[] = [...(options.services ?? [])];
+  const db = await openDatabase({
+    url: config.db.kind === "postgres" ? config.db.url : `sqlite:${config.db.file}`,
+  });
+  const services: ServiceRegistration[] = [
+    registerService(WorkflowServiceDefinition, createWorkflowService({ db, log })),
+    ...(options.services ?? []),
+  ];
 
   const server = await startServer({
     config,
@@ -48,7 +57,7 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
     log,
     handleSignals: options.handleSignals ?? false,
     onShutdown: async () => {
-      // engine flush + store close go here.
+      await db.destroy();
     },
   });
   log.info("clients authenticate with the admin token file", {

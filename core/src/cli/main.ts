@@ -18,14 +18,16 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { CliContext, EXIT, type GlobalOptions } from "./client.js";
+import * as jobCommands from "./commands/job.js";
 import * as serverCommand from "./commands/server.js";
+import * as workflowCommands from "./commands/workflows.js";
 
 export interface CommandModule {
   register(program: Command, ctx: CliContext): void;
 }
 
 /** Every command group, in the order `kaon --help` lists them. */
-const COMMANDS: readonly CommandModule[] = [serverCommand];
+const COMMANDS: readonly CommandModule[] = [serverCommand, workflowCommands, jobCommands];
 
 export interface MainIo {
   out?: (text: string) => void;
