@@ -92,6 +92,7 @@ venv_bin="$KAON_VENV/bin"
 
 check "lint and format: biome check" npx --no-install biome check .
 check "type-check: tsc -b" npx --no-install tsc -b
+check "type-check: tests (tsconfig.tests.json)" npx --no-install tsc -p tsconfig.tests.json
 check "proto lint: buf lint" npx --no-install buf lint
 check "generated code is up to date: scripts/gen.sh --check" bash scripts/gen.sh --check
 

@@ -19,6 +19,8 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { CliContext, EXIT, type GlobalOptions } from "./client.js";
 import * as jobCommands from "./commands/job.js";
+import * as demoCommand from "./commands/demo.js";
+import * as runsCommand from "./commands/runs.js";
 import * as serverCommand from "./commands/server.js";
 import * as workflowCommands from "./commands/workflows.js";
 
@@ -27,7 +29,13 @@ export interface CommandModule {
 }
 
 /** Every command group, in the order `kaon --help` lists them. */
-const COMMANDS: readonly CommandModule[] = [serverCommand, workflowCommands, jobCommands];
+const COMMANDS: readonly CommandModule[] = [
+  serverCommand,
+  workflowCommands,
+  runsCommand,
+  demoCommand,
+  jobCommands,
+];
 
 export interface MainIo {
   out?: (text: string) => void;

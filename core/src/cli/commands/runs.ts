@@ -5,14 +5,13 @@
 import { randomUUID } from "node:crypto";
 import { hostname, userInfo } from "node:os";
 import {
-  ListRunsResponse,
-  ListStepsResponse,
   LogStream,
+  messageToJson,
   RestartFrom,
   Run,
   RunServiceDefinition,
   RunStatus,
-  type StepInstance,
+  StepInstance,
   StepStatus,
 } from "@kaon/proto";
 import type { Command } from "commander";
@@ -133,7 +132,7 @@ export async function followRun(ctx: CliContext, runId: string, options: { outco
   const onInterrupt = () => controller.abort();
   process.once("SIGINT", onInterrupt);
   try {
-    const tty = ctx.out === defaultOut ? isInteractive() : false;
+    const tty = isInteractive();
     return await watchRun({
       client: ctx.client(RunServiceDefinition),
       runId,
@@ -149,9 +148,6 @@ export async function followRun(ctx: CliContext, runId: string, options: { outco
   }
 }
 
-// The CliContext's default writer; a redrawn frame only makes sense on the real stdout.
-const defaultOut = new Proxy(() => {}, {}) as unknown as (text: string) => void;
-
 /** Exit code for a finished run: 0 only when it SUCCEEDED. */
 export function exitForRun(run: Run | undefined): void {
   if (!run) throw new CliError("the run's final state is unknown");
@@ -161,7 +157,11 @@ export function exitForRun(run: Run | undefined): void {
 }
 
 function runJson(run: Run | undefined) {
-  return run ? Run.toJSON(run) : null;
+  return run ? messageToJson(Run, "kaon.v1.Run", run) : null;
+}
+
+function stepJson(step: StepInstance) {
+  return messageToJson(StepInstance, "kaon.v1.StepInstance", step);
 }
 
 function progressCell(step: StepInstance): string {
@@ -318,7 +318,7 @@ export function register(program: Command, ctx: CliContext): void {
         statuses: parseRunStatuses(options.status),
         pageSize: Math.min(1000, limit),
       });
-      ctx.print(ctx.json ? ListRunsResponse.toJSON(res) : undefined, () =>
+      ctx.print(ctx.json ? res.runs.map(runJson) : undefined, () =>
         res.runs.length === 0
           ? "no runs"
           : formatTable(res.runs, [
@@ -341,7 +341,7 @@ export function register(program: Command, ctx: CliContext): void {
       const { steps, truncated } = await listAllSteps(ctx, runId, {}, 10_000);
       const visible = steps.filter((s) => s.status !== StepStatus.STEP_STATUS_NOT_STARTED || !s.path.includes("/"));
       ctx.print(
-        ctx.json ? { run: runJson(run), steps: steps.map((s) => ListStepsResponse.toJSON({ steps: [s], nextPageToken: "" }).steps[0]) } : undefined,
+        ctx.json ? { run: runJson(run), steps: steps.map(stepJson) } : undefined,
         () =>
           [
             describeRun(run),
@@ -372,7 +372,7 @@ export function register(program: Command, ctx: CliContext): void {
         },
         limit,
       );
-      ctx.print(ctx.json ? ListStepsResponse.toJSON({ steps, nextPageToken: "" }).steps : undefined, () =>
+      ctx.print(ctx.json ? steps.map(stepJson) : undefined, () =>
         steps.length === 0
           ? "no matching steps"
           : `${stepRows(steps)}${truncated ? `\n… more than ${limit}; raise --limit or narrow with --prefix/--status` : ""}`,
