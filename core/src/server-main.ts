@@ -45,10 +45,13 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
   const db = await openDatabase({
     url: config.db.kind === "postgres" ? config.db.url : `sqlite:${config.db.file}`,
   });
-  const services: ServiceRegistration[] = [
+  const builtins: ServiceRegistration[] = [
     registerService(WorkflowServiceDefinition, createWorkflowService({ db, log })),
-    ...(options.services ?? []),
   ];
+  // Services passed in (tests, embedders) replace a built-in one of the same name.
+  const extra = options.services ?? [];
+  const replaced = new Set(extra.map((s) => s.definition.fullName));
+  const services = [...builtins.filter((s) => !replaced.has(s.definition.fullName)), ...extra];
 
   const server = await startServer({
     config,
