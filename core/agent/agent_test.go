@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -83,5 +84,20 @@ func TestProcStatIdentifiesThisProcess(t *testing.T) {
 	}
 	if !processAlive(os.Getpid(), ticks) || processAlive(os.Getpid(), ticks+1) {
 		t.Fatal("start time does not identify the process")
+	}
+}
+
+func TestListenPrivateCreatesTheSocketOwnerOnlyWhateverTheUmask(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := listenPrivate(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket created with mode %o (%v), want 600: other users could connect", fi.Mode().Perm(), err)
 	}
 }

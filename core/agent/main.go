@@ -86,12 +86,11 @@ func run(dir string, orphanPoll time.Duration) int {
 	}
 
 	_ = os.Remove(sockPath) // stale: we hold the lock, so nobody listens on it
-	ln, err := net.Listen("unix", sockPath)
+	ln, err := listenPrivate(sockPath)
 	if err != nil {
 		log.Printf("cannot listen on %s: %v", sockPath, err)
 		return 1
 	}
-	_ = os.Chmod(sockPath, 0o600)
 
 	sigs := make(chan os.Signal, 4)
 	// SIGPIPE is caught (not ignored, which jobs would inherit) so that writing to a closed
@@ -114,6 +113,15 @@ func run(dir string, orphanPoll time.Duration) int {
 
 	a.serve(ln)
 	return 0
+}
+
+// listenPrivate listens on a Unix socket that only this user can connect to from the moment
+// it exists (mode 0600): whoever connects can run any command as this user. A chmod after
+// Listen would leave a window in which the socket has the umask's, possibly open, mode.
+func listenPrivate(sockPath string) (net.Listener, error) {
+	old := syscall.Umask(0o177)
+	defer syscall.Umask(old)
+	return net.Listen("unix", sockPath)
 }
 
 var errLocked = errors.New("locked by another agent")

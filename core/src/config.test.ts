@@ -47,6 +47,7 @@ describe("server config", () => {
     expect(fromFlags.grpcListen).toEqual({ host: "::1", port: 0 });
     expect(fromFlags.db).toEqual({ kind: "sqlite", file: resolve("x.db") });
     expect(resolveDataDir("~/k", {})).toBe(join(homedir(), "k"));
+    expect(resolveDataDir("~", {})).toBe(homedir());
   });
 
   it("names the setting, the value and the fix for bad values", () => {

@@ -13,6 +13,7 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
+import type { StepTypeSettings } from "./steps/step-type.js";
 
 export const DEFAULT_GRPC_LISTEN = "127.0.0.1:7070";
 export const DEFAULT_HTTP_LISTEN = "127.0.0.1:7080";
@@ -58,6 +59,12 @@ export interface ServerConfig {
   tls?: TlsConfig;
   shutdownGraceMs: number;
   maxHttpBodyBytes: number;
+  /**
+   * Settings step types read (named SQL connections, the Python interpreter of python steps,
+   * Spark versions, http allow-list); unset keys keep their defaults. Embedders such as
+   * `kaon demo` set them; `kaon server` has no flags for them yet.
+   */
+  stepTypeSettings?: Partial<StepTypeSettings>;
 }
 
 /** What the command line may set; unset values fall back to the environment, then defaults. */
@@ -77,6 +84,8 @@ type Env = Record<string, string | undefined>;
 export function resolveDataDir(flag?: string, env: Env = process.env): string {
   const chosen = nonEmpty(flag) ?? nonEmpty(env.KAON_HOME);
   if (chosen === undefined) return join(homedir(), ".kaon");
+  // A quoted `--data-dir "~"` or `KAON_HOME=~/x` in a unit file reaches us unexpanded.
+  if (chosen === "~") return homedir();
   if (chosen.startsWith("~/")) return join(homedir(), chosen.slice(2));
   return resolve(chosen);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createLogger } from "./log.js";
+import { createLogger, isLogLevel } from "./log.js";
 
 describe("logger", () => {
   it("writes one JSON object per line with level, time, msg and fields", () => {
@@ -32,5 +32,12 @@ describe("logger", () => {
     const log = createLogger({ level: "debug", pretty: true, write: (l) => lines.push(l) });
     log.warn("slow disk", { path: "/tmp/a b" });
     expect(lines[0]).toMatch(/WARN.*slow disk.*path="\/tmp\/a b"/);
+  });
+
+  it("accepts only the four level names (not Object.prototype members)", () => {
+    expect(["debug", "info", "warn", "error"].every(isLogLevel)).toBe(true);
+    for (const bad of ["toString", "constructor", "__proto__", "INFO", ""]) {
+      expect(isLogLevel(bad)).toBe(false);
+    }
   });
 });

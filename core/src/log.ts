@@ -32,7 +32,8 @@ export interface LoggerOptions {
 }
 
 export function isLogLevel(value: string): value is LogLevel {
-  return value in LEVEL_RANK;
+  // Own keys only: `"toString" in LEVEL_RANK` is true and would disable every line.
+  return Object.hasOwn(LEVEL_RANK, value);
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {

@@ -1,7 +1,9 @@
 """A JobService with core's documented Report semantics, for testing the reporter's batching,
 sequencing and retries in isolation (the end-to-end path runs against the real server in
-test_server.py). Scripted faults: `unavailable_first` calls fail with UNAVAILABLE;
-`lose_response_of` applies a batch and then fails, as if the response were lost."""
+test_server.py). Like core, Report refuses a sequence below 1 and GetContext tells the
+highest applied sequence. Scripted faults: `unavailable_first` calls (of any method) fail
+with UNAVAILABLE; `lose_response_of` applies a batch and then fails, as if the response were
+lost."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from kaon.v1 import job_service_pb2, job_service_pb2_grpc, run_pb2
 @dataclass
 class JobServiceState:
     applied_sequence: int = 0
+    context_calls: int = 0
     items: list[run_pb2.ReportItem] = field(default_factory=list)
     requests: list[job_service_pb2.ReportRequest] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
@@ -44,6 +47,12 @@ class FakeJobService(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.GetContextRequest, context: grpc.ServicerContext
     ) -> job_service_pb2.GetContextResponse:
         self._auth(context)
+        with self.state.changed:
+            self.state.context_calls += 1
+            if self.state.unavailable_first > 0:
+                self.state.unavailable_first -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "core is restarting")
+            applied = self.state.applied_sequence
         response = job_service_pb2.GetContextResponse(
             run_id="r1",
             workflow_id="wf",
@@ -51,6 +60,7 @@ class FakeJobService(job_service_pb2_grpc.JobServiceServicer):
             step_id="train",
             attempt=1,
             run_ts=1_700_000_000_000,
+            applied_sequence=applied,
         )
         response.params["country"].string_value = "US"
         response.params["n"].number_value = 3
@@ -66,6 +76,11 @@ class FakeJobService(job_service_pb2_grpc.JobServiceServicer):
             if state.unavailable_first > 0:
                 state.unavailable_first -= 1
                 context.abort(grpc.StatusCode.UNAVAILABLE, "core is restarting")
+            if request.sequence < 1:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"sequence {request.sequence} must be 1 or more",
+                )
             if request.sequence > state.applied_sequence:
                 state.applied_sequence = request.sequence
                 state.items.extend(request.items)

@@ -107,6 +107,28 @@ def test_and_branch_leaves_split_unset_and_to_adds_a_condition() -> None:
     ]
 
 
+def test_otherwise_makes_a_plain_branch_xor_as_in_typescript() -> None:
+    # Core rejects an otherwise edge unless the split is XOR; `otherwise` means "else".
+    with kaon.Workflow("wf") as wf:
+        a, b, c = (kaon.noop(x) for x in "abc")
+        a.branch().when("params.go", b).otherwise(c)
+    s = steps_by_id(as_json(wf))
+    assert s["a"]["split"] == "SPLIT_MODE_XOR"
+    assert s["a"]["next"] == [
+        {"to": "b", "condition": "params.go"},
+        {"to": "c", "otherwise": True},
+    ]
+
+
+def test_split_is_a_step_option_as_in_typescript() -> None:
+    with kaon.Workflow("wf") as wf:
+        a = kaon.noop("a", split="and")
+        b = kaon.noop("b", split="xor")
+        a >> b
+    s = steps_by_id(as_json(wf))
+    assert s["a"]["split"] == "SPLIT_MODE_AND" and s["b"]["split"] == "SPLIT_MODE_XOR"
+
+
 def test_output_refs_render_as_cel_paths() -> None:
     train = kaon.noop("train")
     assert str(train.outputs["auc"]) == "steps.train.outputs.auc"
@@ -130,14 +152,23 @@ def test_output_refs_render_as_cel_paths() -> None:
             {"module": "m", "args": ["-x"]},
         ),
         (
-            lambda: kaon.spark("s", application="a.jar", main_class="M", spark_version="3.5"),
+            lambda: kaon.spark(
+                "s",
+                app="a.jar",
+                main_class="M",
+                version="3.5",
+                executor_memory="4g",
+                py_files=None,
+            ),
             "spark",
-            {"application": "a.jar", "main_class": "M", "spark_version": "3.5"},
+            {"app": "a.jar", "main_class": "M", "version": "3.5", "executor_memory": "4g"},
         ),
         (
-            lambda: kaon.container("s", image="img", args=["x"]),
+            lambda: kaon.container(
+                "s", image="img", shell="echo hi", mounts=[{"source": "/a", "target": "/b"}]
+            ),
             "container",
-            {"image": "img", "args": ["x"]},
+            {"image": "img", "shell": "echo hi", "mounts": [{"source": "/a", "target": "/b"}]},
         ),
         (
             lambda: kaon.sql("s", connection="wh", query="SELECT 1"),

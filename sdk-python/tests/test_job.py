@@ -68,7 +68,8 @@ def test_an_unencodable_output_names_the_output_and_why(no_job_env: None) -> Non
         match=r"output 'model': a value of type builtins.object is not JSON-encodable",
     ):
         job.output("model", object())
-    with pytest.raises(kaon.EncodeError, match=r"output 'auc': nan is not a JSON number"):
+    # One hierarchy: an encoding problem is a KaonError too (as in the TypeScript SDK).
+    with pytest.raises(kaon.KaonError, match=r"output 'auc': nan is not a JSON number"):
         job.output("auc", float("nan"))
     with pytest.raises(
         kaon.EncodeError, match=r"output 'm': map key 3 has type int; JSON keys must be strings"
@@ -140,7 +141,8 @@ def test_batches_are_numbered_and_split_by_size() -> None:
         assert state.wait_for_items(200)  # two full batches go without waiting for the interval
         reporter.close()
         sequences = [r.sequence for r in state.requests]
-        assert sequences == [0, 1, 2, 3]  # 0 = "where do we stand?", then one per batch
+        assert sequences == [1, 2, 3]  # GetContext said 0 were applied; then one per batch
+        assert state.context_calls == 1
         assert [i.counter.delta for i in state.items] == list(range(250))
 
 
@@ -152,7 +154,7 @@ def test_retries_while_core_is_away() -> None:
         assert reporter.flush(30)
         reporter.close()
         assert [i.milestone for i in state.items] == ["m"]
-        assert len(state.requests) >= 5  # three refused, then the handshake and the batch
+        assert [r.sequence for r in state.requests if r.items] == [1]
 
 
 def test_a_batch_resent_after_a_lost_response_is_applied_once() -> None:
@@ -164,7 +166,7 @@ def test_a_batch_resent_after_a_lost_response_is_applied_once() -> None:
         reporter.add(run_pb2.ReportItem(milestone="next"))
         reporter.close()
         assert [i.milestone for i in state.items] == ["once", "next"]
-        assert [r.sequence for r in state.requests] == [0, 1, 1, 2]
+        assert [r.sequence for r in state.requests] == [1, 1, 2]
 
 
 def test_a_second_process_continues_the_sequence() -> None:
@@ -174,7 +176,19 @@ def test_a_second_process_continues_the_sequence() -> None:
         reporter.add(run_pb2.ReportItem(milestone="later"))
         reporter.close()
         assert [i.milestone for i in state.items] == ["later"]
-        assert state.requests[-1].sequence == 6
+        assert [r.sequence for r in state.requests] == [6]  # GetContext's applied_sequence + 1
+
+
+def test_reporters_one_after_another_in_one_attempt_all_count() -> None:
+    # A shell step calling `kaon job output` twice, or Python then a TS helper: each reporter
+    # asks where the count stands, so nothing it sends is ignored as a duplicate.
+    with fake_job_service() as (address, state):
+        for name in ("first", "second", "third"):
+            reporter = _reporter(address, interval=0.01)
+            reporter.add(run_pb2.ReportItem(milestone=name))
+            reporter.close()
+        assert [i.milestone for i in state.items] == ["first", "second", "third"]
+        assert [r.sequence for r in state.requests] == [1, 2, 3]
 
 
 def test_reports_are_flushed_when_the_process_exits() -> None:

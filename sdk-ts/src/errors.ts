@@ -16,14 +16,21 @@ export class KaonError extends Error {
 /** The workflow, version, run or step does not exist (NOT_FOUND). */
 export class NotFoundError extends KaonError {}
 
-/** The definition or the params were rejected (INVALID_ARGUMENT); `violations` are core's. */
-export class InvalidDefinitionError extends KaonError {
+/** The server rejected a request argument (INVALID_ARGUMENT); `violations` are core's field paths. */
+export class InvalidArgumentError extends KaonError {
   readonly violations: FieldViolation[];
-  constructor(message: string, violations: FieldViolation[], options: { cause?: unknown } = {}) {
+  constructor(
+    message: string,
+    violations: FieldViolation[] = [],
+    options: { cause?: unknown } = {},
+  ) {
     super(formatViolations(message, violations), { ...options, code: "INVALID_ARGUMENT" });
     this.violations = violations;
   }
 }
+
+/** A workflow definition was rejected (Validate, Deploy); `violations` are core's field paths. */
+export class InvalidDefinitionError extends InvalidArgumentError {}
 
 /** No token, or the token was refused (UNAUTHENTICATED). */
 export class UnauthenticatedError extends KaonError {}
@@ -40,6 +47,9 @@ export class FailedPreconditionError extends KaonError {}
 /** The thing already exists (ALREADY_EXISTS). */
 export class AlreadyExistsError extends KaonError {}
 
+/** A limit was hit (RESOURCE_EXHAUSTED), e.g. a message too large or a quota. */
+export class ResourceExhaustedError extends KaonError {}
+
 /** The call ran out of time (DEADLINE_EXCEEDED). */
 export class DeadlineExceededError extends KaonError {}
 
@@ -48,6 +58,12 @@ export class UnimplementedError extends KaonError {}
 
 /** A run ended in a status other than SUCCEEDED when the caller asked for success. */
 export class RunFailedError extends KaonError {}
+
+/** The in-job API was used outside a kaon job (KAON_ENDPOINT / KAON_TOKEN not set). */
+export class NotInJobError extends KaonError {}
+
+/** A value cannot be encoded (an output, a duration, a config value); the message says where and why. */
+export class EncodeError extends KaonError {}
 
 /** Renders violations under a summary, one `field: description (hint)` per line. */
 export function formatViolations(summary: string, violations: readonly FieldViolation[]): string {

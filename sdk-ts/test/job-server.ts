@@ -1,6 +1,6 @@
 // A test JobService: applies Report batches with the server's rule (a sequence at or below
-// the high-water mark is acknowledged and ignored) and records what it applied, so tests can
-// count exactly-once delivery. State lives outside the server so a test can stop the server
+// the high-water mark is acknowledged and ignored, a sequence below 1 is refused, GetContext
+// tells the mark) and records what it applied, so tests can count exactly-once delivery. State lives outside the server so a test can stop the server
 // and start another one on the same port with the same state (a core restart).
 import { type Artifact, JobServiceDefinition, type ReportItem } from "@kaon/proto";
 import { type CallContext, ServerError, Status } from "nice-grpc";
@@ -14,6 +14,8 @@ export class JobState {
   applied: number[] = [];
   /** Every Report call received (duplicates included). */
   received: number[] = [];
+  /** GetContext calls received. */
+  contextCalls = 0;
   items: ReportItem[] = [];
   artifacts: Artifact[] = [];
   /** Sequences whose acknowledgement is "lost" once (applied, then UNAVAILABLE). */
@@ -53,6 +55,7 @@ export function startJobServer(state: JobState, port = 0): Promise<TestServer> {
       partialImpl(JobServiceDefinition, {
         async getContext(_req, context) {
           checkToken(context);
+          state.contextCalls++;
           return {
             runId: "r1",
             workflowId: "wf",
@@ -61,10 +64,17 @@ export function startJobServer(state: JobState, port = 0): Promise<TestServer> {
             attempt: 1,
             params: { region: "US", n: 3 },
             runTs: 1_700_000_000_000,
+            appliedSequence: state.highWater,
           };
         },
         async report(req, context) {
           checkToken(context);
+          if (req.sequence < 1) {
+            throw new ServerError(
+              Status.INVALID_ARGUMENT,
+              `sequence ${req.sequence} must be 1 or more`,
+            );
+          }
           for (const item of req.items) {
             if (item.kind?.$case === "output" && item.kind.value.name === "bad name") {
               throw new ServerError(

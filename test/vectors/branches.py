@@ -1,5 +1,6 @@
 """Vector `branches`: an XOR split with conditions and an otherwise, an AND fan-out with a
-conditional edge, and joins (ALL by default, ANY when asked).
+conditional edge, joins (ALL by default, ANY when asked), and an `otherwise` that makes a
+plain `branch()` XOR.
 """
 
 import kaon
@@ -30,4 +31,8 @@ def workflow() -> kaon.Workflow:
         merge >> [report, archive]
         merge.branch().when("params.notify", notify)
         kaon.parallel(report, archive, notify) >> done
+        # `otherwise` without xor=True: the split becomes XOR all the same.
+        audit = kaon.command("audit", argv=["./audit.sh"])
+        skip_audit = kaon.noop("skip_audit")
+        done.branch().when("params.notify", audit).otherwise(skip_audit)
     return wf

@@ -1,5 +1,6 @@
 // Vector `branches` (README.md): an XOR split with conditions and an otherwise, an AND fan-out
-// with a conditional edge, and joins (ALL by default, ANY when asked).
+// with a conditional edge, joins (ALL by default, ANY when asked), and an `otherwise` that makes
+// a plain `branch()` XOR.
 import * as kaon from "@kaon/sdk";
 
 export function workflow(): kaon.Workflow {
@@ -27,6 +28,10 @@ export function workflow(): kaon.Workflow {
       merge.to(report, archive);
       merge.when("params.notify", notify);
       kaon.seq(kaon.par(report, archive, notify), done);
+      // `otherwise` without { xor: true }: the split becomes XOR all the same.
+      const audit = kaon.command("audit", ["./audit.sh"]);
+      const skipAudit = kaon.noop("skip_audit");
+      done.branch().when("params.notify", audit).otherwise(skipAudit);
     },
   );
 }

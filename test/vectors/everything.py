@@ -61,16 +61,23 @@ def workflow() -> kaon.Workflow:
             "select_cohort",
             connection="warehouse",
             query="SELECT id FROM members WHERE country = :country",
+            query_params={"country": "${params.country}"},
             description="pick the cohort",
             tags={"stage": "data"},
         )
         wrangle = kaon.spark(
             "wrangle",
-            application="jobs/wrangle.jar",
+            app="jobs/wrangle.jar",
             main_class="com.example.Wrangle",
             args=["--date", "${params.dateint}"],
-            conf={"spark.executor.memory": "4g"},
-            spark_version="3.5",
+            conf={"spark.sql.shuffle.partitions": "64"},
+            jars=["libs/extra.jar"],
+            driver_memory="2g",
+            executor_memory="4g",
+            master="local[2]",
+            version="3.5",
+            name="wrangle-${params.dateint}",
+            split="and",
             resources=kaon.Resources(cpus=4, mem_mb=8192, disk_mb=1024),
             constraints=[
                 kaon.Constraint("pool", "equals", "spark"),
@@ -106,8 +113,16 @@ def workflow() -> kaon.Workflow:
         train = kaon.container(
             "train_global",
             image="registry.local/train:1.2",
-            command=["python", "-m", "train"],
-            args=["--epochs", "3"],
+            command=["python", "-m", "train", "--epochs", "3"],
+            mounts=[
+                {"source": "/data/cohorts", "target": "/data", "read_only": True},
+                {"source": "/srv/models", "target": "/models"},
+            ],
+            workdir="/work",
+            runtime="podman",
+            network="none",
+            pull="never",
+            init=True,
             resources=kaon.Resources(cpus=2, mem_mb=4096, gpus=1),
             env={"MODE": "global", "SEED": "42"},
             params={"epochs": 3, "lr": 0.001},
@@ -127,10 +142,12 @@ def workflow() -> kaon.Workflow:
             headers={"content-type": "application/json"},
             body={"model": "${params.model}", "score": 0.5},
             expect_status=[200, 204],
+            timeout_seconds=12.5,
             skip_if_outputs_exist="never",
         )
         wait = kaon.sleep("cool_down", 2.5)
         custom = kaon.step("custom", "my_plugin", config={"answer": 42}, join="all")
+        cleanup = kaon.command("cleanup", shell="rm -rf tmp", cwd="/srv/work")
         end = kaon.noop("end", skip_if_outputs_exist="always")
 
         with kaon.foreach(
@@ -143,6 +160,8 @@ def workflow() -> kaon.Workflow:
                 "train_region",
                 module="train.region",
                 args=["--region", "${params.region}"],
+                venv="/opt/venvs/train",
+                cwd="/srv/train",
                 params={"region": kaon.expr("foreach.values.region")},
             )
 
@@ -162,5 +181,5 @@ def workflow() -> kaon.Workflow:
         validate.branch(xor=True).when(
             "steps.validate.outputs.auc > 0.8", publish
         ).otherwise(stabilise)
-        [publish, stabilise] >> wait >> custom >> child >> end
+        [publish, stabilise] >> wait >> custom >> child >> cleanup >> end
     return wf

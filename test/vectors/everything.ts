@@ -52,19 +52,29 @@ export function workflow(): kaon.Workflow {
     () => {
       const select = kaon.sql(
         "select_cohort",
-        { connection: "warehouse", query: "SELECT id FROM members WHERE country = :country" },
+        {
+          connection: "warehouse",
+          query: "SELECT id FROM members WHERE country = :country",
+          params: { country: "${params.country}" },
+        },
         { description: "pick the cohort", tags: { stage: "data" } },
       );
       const wrangle = kaon.spark(
         "wrangle",
         {
-          application: "jobs/wrangle.jar",
+          app: "jobs/wrangle.jar",
           mainClass: "com.example.Wrangle",
           args: ["--date", "${params.dateint}"],
-          conf: { "spark.executor.memory": "4g" },
-          sparkVersion: "3.5",
+          conf: { "spark.sql.shuffle.partitions": "64" },
+          jars: ["libs/extra.jar"],
+          driverMemory: "2g",
+          executorMemory: "4g",
+          master: "local[2]",
+          version: "3.5",
+          name: "wrangle-${params.dateint}",
         },
         {
+          split: "and",
           resources: { cpus: 4, memMb: 8192, diskMb: 1024 },
           constraints: [
             { attribute: "pool", operator: "equals", value: "spark" },
@@ -97,8 +107,16 @@ export function workflow(): kaon.Workflow {
         "train_global",
         {
           image: "registry.local/train:1.2",
-          command: ["python", "-m", "train"],
-          args: ["--epochs", "3"],
+          command: ["python", "-m", "train", "--epochs", "3"],
+          mounts: [
+            { source: "/data/cohorts", target: "/data", readOnly: true },
+            { source: "/srv/models", target: "/models" },
+          ],
+          workdir: "/work",
+          runtime: "podman",
+          network: "none",
+          pull: "never",
+          init: true,
         },
         {
           resources: { cpus: 2, memMb: 4096, gpus: 1 },
@@ -119,11 +137,13 @@ export function workflow(): kaon.Workflow {
           headers: { "content-type": "application/json" },
           body: { model: "${params.model}", score: 0.5 },
           expectStatus: [200, 204],
+          timeoutSeconds: 12.5,
         },
         { skipIfOutputsExist: "never" },
       );
       const wait = kaon.sleep("cool_down", 2.5);
       const custom = kaon.step("custom", "my_plugin", { answer: 42 }, { join: "all" });
+      const cleanup = kaon.command("cleanup", { shell: "rm -rf tmp", cwd: "/srv/work" });
       const end = kaon.noop("end", { skipIfOutputsExist: "always" });
 
       const regional = kaon.foreach(
@@ -136,7 +156,12 @@ export function workflow(): kaon.Workflow {
         (it) => {
           kaon.python(
             "train_region",
-            { module: "train.region", args: ["--region", "${params.region}"] },
+            {
+              module: "train.region",
+              args: ["--region", "${params.region}"],
+              venv: "/opt/venvs/train",
+              cwd: "/srv/train",
+            },
             { params: { region: it.values("region") } },
           );
         },
@@ -161,7 +186,7 @@ export function workflow(): kaon.Workflow {
         .branch({ xor: true })
         .when("steps.validate.outputs.auc > 0.8", publish)
         .otherwise(stabilise);
-      kaon.seq([publish, stabilise], wait, custom, child, end);
+      kaon.seq([publish, stabilise], wait, custom, child, cleanup, end);
     },
   );
 }

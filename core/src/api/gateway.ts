@@ -97,7 +97,17 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://gateway");
+    const url = parseRequestUrl(req.url);
+    if (url === undefined) {
+      sendError(
+        res,
+        new ServerError(
+          Status.INVALID_ARGUMENT,
+          "the request target is not a valid URL; send a path such as /v1/RunService/GetRun",
+        ),
+      );
+      return;
+    }
     if (url.pathname === "/healthz") {
       const serving = !options.shutdown.aborted && (options.isServing?.() ?? true);
       res.writeHead(serving ? 200 : 503, { "content-type": "text/plain" });
@@ -228,13 +238,15 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (context.signal.aborted) resolve("stopped");
       context.signal.addEventListener("abort", () => resolve("stopped"), { once: true });
     });
-    const iterable = route.handler(request, context) as AsyncIterable<unknown>;
-    const iterator = iterable[Symbol.asyncIterator]();
+    let iterator: AsyncIterator<unknown> | undefined;
     try {
+      iterator = (route.handler(request, context) as AsyncIterable<unknown>)[
+        Symbol.asyncIterator
+      ]();
       for (;;) {
         const next = await Promise.race([iterator.next(), stopped]);
         if (next === "stopped") {
-          void iterator.return?.().catch(() => {});
+          void iterator.return?.()?.catch(() => {});
           break;
         }
         if (next.done) {
@@ -261,9 +273,13 @@ export function createGateway(options: GatewayOptions): Gateway {
       inFlight++;
       serve(req, res)
         .catch((err: unknown) => {
-          log.error("gateway failed to answer", { path: req.url, err });
-          if (!res.headersSent) sendError(res, toServerError(err, log, req.url ?? ""));
-          else res.destroy();
+          // The path only: the query may hold an access_token.
+          const path = (req.url ?? "").replace(/\?.*$/s, "");
+          if (!res.headersSent) sendError(res, toServerError(err, log, path));
+          else {
+            log.error("gateway failed to answer", { path, err });
+            res.destroy();
+          }
         })
         .finally(finished);
     },
@@ -336,6 +352,15 @@ function buildRoutes(services: readonly ServiceRegistration[]): RouteTable {
     serviceMethods.set(definition.fullName, methods);
   }
   return { routes, byPath, services: serviceMethods };
+}
+
+/** The request target as a URL; undefined when it does not parse (e.g. `http://[`). */
+function parseRequestUrl(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? "/", "http://gateway");
+  } catch {
+    return undefined;
+  }
 }
 
 /** The Authorization header, or on GET the `access_token` query parameter as a bearer token. */
@@ -506,7 +531,11 @@ function queryToJson(params: URLSearchParams, schema: DescMessage): Record<strin
   return json;
 }
 
-/** The HTTP request headers as call metadata (minus hop-by-hop noise and credentials). */
+/**
+ * The HTTP request headers as call metadata, like gRPC's (authorization included), minus
+ * cookies (the gateway never authenticates by cookie), `connection`, and `-bin` names, which
+ * gRPC reserves for binary values.
+ */
 function requestMetadata(req: IncomingMessage): Metadata {
   const metadata = Metadata();
   for (const [key, value] of Object.entries(req.headers)) {

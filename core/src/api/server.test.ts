@@ -1,6 +1,7 @@
 // The network edge against the real thing: a server on 127.0.0.1:0 with a temp data dir,
 // real kaon.v1 service definitions with small test implementations, called over gRPC and HTTP.
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import {
   ClusterServiceDefinition,
@@ -531,6 +532,28 @@ describe("HTTP JSON gateway", () => {
     expect(new TextDecoder().decode(first.value)).toContain('"id":"forever"');
     controller.abort();
     await foreverAbortedPromise; // the test times out if the signal never aborts
+  });
+
+  it("answers an unparsable request target with 400 and keeps its token out of the log", async () => {
+    const [host, port] = t.kaon.httpAddress.split(":") as [string, string];
+    const secret = `${t.adminToken}`;
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), host, () => {
+        socket.write(
+          `GET http://[/v1/RunService/GetRun?access_token=${secret} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        );
+      });
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 400 /);
+    expect(reply).toContain("the request target is not a valid URL");
+    expect(JSON.stringify(t.logs)).not.toContain(secret);
   });
 
   it("serves /healthz without a token", async () => {

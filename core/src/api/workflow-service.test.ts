@@ -308,6 +308,33 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     );
   });
 
+  it("answers ids that cannot exist (NUL, overlong) with NOT_FOUND or nothing, never INTERNAL", async () => {
+    // PostgreSQL refuses NUL bytes in text; such ids must not reach it as a query.
+    for (const workflowId of ["a\u0000b", "x".repeat(5000)]) {
+      for (const call of [
+        () => client.getWorkflow({ workflowId }),
+        () => client.listVersions({ workflowId }),
+        () => client.activate({ workflowId, version: 1 }),
+        () => client.deleteWorkflow({ workflowId }),
+      ]) {
+        const err = await rpcError(() => call());
+        expect(err.code).toBe(Status.NOT_FOUND);
+      }
+    }
+    const none = await client.listWorkflows({ idContains: "\u0000", namespace: "n\u0000" });
+    expect(none.workflows).toEqual([]);
+    const tagged = await client.listWorkflows({ tags: { "t\u0000": "v\u0000" } });
+    expect(tagged.workflows).toEqual([]);
+
+    // ... nor can a definition bring one in through its text fields.
+    const withNul = def(PIPELINE.replace("id: recs", "id: nul-text"));
+    withNul.description = "a\u0000b";
+    withNul.tags = { team: "m\u0000l" };
+    const err = await rpcError((options) => client.deploy({ definition: withNul }, options));
+    expect(err.code).toBe(Status.INVALID_ARGUMENT);
+    expect(err.violations.map((v) => v.field)).toEqual(["description", "tags.team"]);
+  });
+
   it("DeleteWorkflow refuses while runs are unfinished, then deletes everything", async () => {
     await client.deploy({ definition: def("id: doomed\nsteps: [{id: x, type: noop}]") });
     unfinished.add("doomed");

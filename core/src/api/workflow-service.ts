@@ -16,7 +16,13 @@ import type {
 import type { ServiceImplementation } from "nice-grpc";
 import { createLogger, type Logger } from "../log.js";
 import { canonicalize, definitionFromCanonicalJson } from "../model/canonical.js";
-import { type StepTypeCatalog, validateDefinition } from "../model/validate.js";
+import {
+  DEFINITION_LIMITS,
+  NAMESPACE_PATTERN,
+  type StepTypeCatalog,
+  validateDefinition,
+  WORKFLOW_ID_PATTERN,
+} from "../model/validate.js";
 import { stepTypeRegistry } from "../steps/registry.js";
 import type { StepTypeSettings } from "../steps/step-type.js";
 import type { Db } from "../store/db.js";
@@ -172,6 +178,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps): WorkflowServic
 
     async listWorkflows(request) {
       const limit = pageSize(request.pageSize, "page_size");
+      if (matchesNothing(request)) return { workflows: [], nextPageToken: "" };
       const filter = {
         ...(request.namespace ? { namespace: request.namespace } : {}),
         ...(request.idContains ? { idContains: request.idContains } : {}),
@@ -254,13 +261,42 @@ export function createWorkflowService(deps: WorkflowServiceDeps): WorkflowServic
 // ---------------------------------------------------------------------------------------
 // Request checks
 
+/**
+ * The id of a workflow the request names. An id no deploy could have stored (NUL bytes, which
+ * PostgreSQL refuses in text, or any other illegal character or length) is NOT_FOUND at once.
+ */
 function requireId(id: string): string {
   if (!id) {
     throw new InvalidArgumentError("workflow_id is required", [
       violation("workflow_id", "the request names no workflow", "set workflow_id"),
     ]);
   }
+  if (!WORKFLOW_ID_PATTERN.test(id)) {
+    const shown = id.length > 80 ? `${id.slice(0, 80)}…` : id;
+    throw notFound(
+      `workflow ${JSON.stringify(shown)} not found: workflow ids are 1-128 lowercase letters, digits, '_', '-' or '.', starting with a letter`,
+    );
+  }
   return id;
+}
+
+/** True when a list filter names values no stored workflow can have (so the DB is not asked). */
+function matchesNothing(request: {
+  namespace: string;
+  idContains: string;
+  tags: Record<string, string>;
+}): boolean {
+  if (request.namespace && !NAMESPACE_PATTERN.test(request.namespace)) return true;
+  if (request.idContains && !/^[a-z0-9_.-]{1,128}$/.test(request.idContains.toLowerCase())) {
+    return true;
+  }
+  return Object.entries(request.tags).some(
+    ([key, value]) =>
+      key.length > DEFINITION_LIMITS.maxTagKeyLength ||
+      value.length > DEFINITION_LIMITS.maxTagValueLength ||
+      key.includes("\u0000") ||
+      value.includes("\u0000"),
+  );
 }
 
 function pageSize(requested: number, field: string): number {

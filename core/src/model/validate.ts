@@ -293,6 +293,7 @@ class Validator {
     if (def.owner.length > 256) {
       this.out.add("owner", `owner is ${def.owner.length} characters long; the limit is 256`);
     }
+    this.checkNoNul(def.owner, "owner");
     this.checkTags(def.tags, "tags");
     if (def.priority < -1000 || def.priority > 1000) {
       this.out.add("priority", `priority ${def.priority} is out of range`, "use -1000 to 1000");
@@ -1489,6 +1490,8 @@ class Validator {
           `tag '${key}' has a ${value.length}-character value; the limit is ${L.maxTagValueLength}`,
         );
       }
+      this.checkNoNul(key, `${path}.${key}`, "tag key");
+      this.checkNoNul(value, `${path}.${key}`, "tag value");
     }
   }
 
@@ -1498,6 +1501,14 @@ class Validator {
         path,
         `${text.length} characters; the limit is ${DEFINITION_LIMITS.maxDescriptionLength}`,
       );
+    }
+    this.checkNoNul(text, path);
+  }
+
+  /** Stored as plain text columns, which PostgreSQL refuses to hold a NUL in. */
+  private checkNoNul(text: string, path: string, what = path): void {
+    if (text.includes("\u0000")) {
+      this.out.add(path, `${what} contains a NUL character (\\u0000)`, "remove it");
     }
   }
 }

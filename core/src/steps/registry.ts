@@ -7,10 +7,12 @@ import { suggest } from "../model/expr/index.js";
 import { violation } from "./config-check.js";
 import type { JsonObject, StepType, StepTypeSettings } from "./step-type.js";
 import { commandStepType } from "./types/command.js";
+import { containerStepType } from "./types/container.js";
 import { httpStepType } from "./types/http.js";
 import { noopStepType } from "./types/noop.js";
 import { pythonStepType } from "./types/python.js";
 import { sleepStepType } from "./types/sleep.js";
+import { sparkStepType } from "./types/spark.js";
 import { sqlStepType } from "./types/sql.js";
 
 /** Step types the engine expands itself; they have no plugin. */
@@ -27,6 +29,8 @@ export function builtinStepTypes(): Map<string, StepType> {
     pythonStepType,
     httpStepType,
     sqlStepType,
+    sparkStepType,
+    containerStepType,
   ];
   return new Map(types.map((t) => [t.name, t]));
 }

@@ -26,6 +26,9 @@ def main() -> None:
 
     spark = SparkSession.builder.appName(f"kaon-global-model-iter{iteration}").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    # ALS's lineage grows with every iteration; without checkpoints a long fit overflows the
+    # stack while serialising tasks (java.lang.StackOverflowError).
+    spark.sparkContext.setCheckpointDir(os.path.join(out_dir, "checkpoints"))
     job.link("Spark UI", spark.sparkContext.uiWebUrl or "")
     opts = {"header": True, "inferSchema": True}
     train = spark.read.csv(os.path.join(workspace, "train.csv"), **opts)

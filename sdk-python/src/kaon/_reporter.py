@@ -3,8 +3,12 @@ background thread, so `kaon.job.progress(...)` in a hot loop costs a list append
 
 Batches go out when they reach `max_batch` items or `interval` seconds after their first
 item, and at interpreter exit. Each batch carries a sequence number, so a batch re-sent after
-a lost response is applied once. While core is briefly away (UNAVAILABLE) a batch is retried
-with backoff for up to `retry_for` seconds.
+a lost response is applied once: core keeps a per-attempt high-water mark and acknowledges
+and ignores a batch numbered at or below it. Numbering starts at GetContext's
+`applied_sequence + 1` (asked when the first batch goes out), so a second reporter of the
+same attempt (a child process, `kaon job output`) continues the count; the TypeScript SDK
+does the same. While core is briefly away (UNAVAILABLE) a call is retried with backoff for
+up to `retry_for` seconds.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ import atexit
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 
 from kaon._client import RawClient
 from kaon._errors import KaonError
 from kaon.v1 import job_service_pb2, run_pb2
+
+Resp = TypeVar("Resp")
 
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -110,39 +118,38 @@ class Reporter:
                     self._cond.notify_all()
 
     def _sequence(self) -> int:
-        """The next batch number. Asks core once where this attempt's sequence stands (an
-        empty batch numbered 0 applies nothing and returns the highest applied), so that a
-        second process of the same attempt continues the count instead of being ignored.
-        """
+        """The next batch number; the first time, where core's count for this attempt stands."""
         if self._next_sequence is None:
-            try:
-                response = self._call(job_service_pb2.ReportRequest(sequence=0))
-                self._next_sequence = response.applied_sequence + 1
-            except KaonError:
-                self._next_sequence = 1
+            context = self._call(
+                self._raw.jobs.GetContext,
+                job_service_pb2.GetContextRequest(),
+                "read the job context",
+            )
+            self._next_sequence = context.applied_sequence + 1
         return self._next_sequence
 
-    def _call(self, request: job_service_pb2.ReportRequest) -> job_service_pb2.ReportResponse:
+    def _call(self, method: Callable[..., Resp], request: object, what: str) -> Resp:
+        """Calls `method`, retrying while core is away (UNAVAILABLE, deadline) for `retry_for`."""
         deadline = time.monotonic() + self._retry_for
         backoff = 0.2
         while True:
             try:
-                return self._raw.jobs.Report(request, timeout=10, metadata=self._raw._metadata)
+                return method(request, timeout=10, metadata=self._raw._metadata)
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else None
                 if code in _TRANSIENT and time.monotonic() + backoff < deadline:
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                raise self._raw._error(error, "send job reports", False) from None
+                raise self._raw._error(error, what, False) from None
 
     def _send(self, batch: list[run_pb2.ReportItem]) -> None:
         if self._gave_up:
             return
-        sequence = self._sequence()
-        request = job_service_pb2.ReportRequest(sequence=sequence, items=batch)
         try:
-            response = self._call(request)
+            sequence = self._sequence()
+            request = job_service_pb2.ReportRequest(sequence=sequence, items=batch)
+            response = self._call(self._raw.jobs.Report, request, "send job reports")
         except KaonError as error:
             if error.code == grpc.StatusCode.UNAUTHENTICATED:
                 self._gave_up = True  # the attempt has ended; nothing later can get through

@@ -13,7 +13,7 @@ import {
   type WatchRunResponse,
   WorkflowServiceDefinition,
 } from "@kaon/proto";
-import { type CallContext, ServerError, Status } from "nice-grpc";
+import { type CallContext, ClientError, ServerError, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { partialImpl, startTestServer, type TestServer } from "../../test/support.js";
 import { noop } from "../dsl/steps.js";
@@ -21,12 +21,15 @@ import { workflow } from "../dsl/workflow.js";
 import {
   ConnectionError,
   FailedPreconditionError,
+  InvalidArgumentError,
   InvalidDefinitionError,
   NotFoundError,
+  ResourceExhaustedError,
   UnauthenticatedError,
 } from "../errors.js";
 import { connect, type KaonClient } from "./client.js";
 import { discoverServer } from "./discovery.js";
+import { toKaonError } from "./raw.js";
 
 const TOKEN = "test-token";
 
@@ -227,6 +230,24 @@ describe("error mapping", () => {
       { field: "steps[1].id", description: "duplicate step id 'a'", hint: "" },
     ]);
     expect((err as Error).message).toBe("invalid definition\n  steps[1].id: duplicate step id 'a'");
+  });
+
+  test("the same classes as the Python SDK: INVALID_ARGUMENT outside a definition call is InvalidArgumentError", () => {
+    const map = (path: string, code: Status) =>
+      toKaonError(new ClientError(path, code, "nope"), path, { address: "a:1" });
+    const runParams = map("/kaon.v1.RunService/StartRun", Status.INVALID_ARGUMENT);
+    expect(runParams).toBeInstanceOf(InvalidArgumentError);
+    expect(runParams).not.toBeInstanceOf(InvalidDefinitionError);
+    expect(map("/kaon.v1.WorkflowService/Deploy", Status.INVALID_ARGUMENT)).toBeInstanceOf(
+      InvalidDefinitionError,
+    );
+    // A definition error is still an InvalidArgumentError, as in Python.
+    expect(map("/kaon.v1.WorkflowService/Validate", Status.INVALID_ARGUMENT)).toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    expect(map("/kaon.v1.JobService/Report", Status.RESOURCE_EXHAUSTED)).toBeInstanceOf(
+      ResourceExhaustedError,
+    );
   });
 
   test("NOT_FOUND, FAILED_PRECONDITION map to their classes", async () => {

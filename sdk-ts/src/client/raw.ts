@@ -31,10 +31,12 @@ import {
   ConnectionError,
   DeadlineExceededError,
   FailedPreconditionError,
+  InvalidArgumentError,
   InvalidDefinitionError,
   KaonError,
   NotFoundError,
   PermissionDeniedError,
+  ResourceExhaustedError,
   UnauthenticatedError,
   UnimplementedError,
 } from "../errors.js";
@@ -228,6 +230,11 @@ export function violationsFromTrailer(trailer: Metadata | undefined): FieldViola
   }
 }
 
+const DEFINITION_METHODS = new Set([
+  "/kaon.v1.WorkflowService/Validate",
+  "/kaon.v1.WorkflowService/Deploy",
+]);
+
 /** Maps a failed call to the KaonError hierarchy. Non-gRPC errors pass through unchanged. */
 export function toKaonError(
   err: unknown,
@@ -246,8 +253,13 @@ export function toKaonError(
       const violations = violationsFromTrailer(trailer);
       // The server's message already lists the violations; keep only its summary line.
       const summary = violations.length > 0 ? (details.split("\n")[0] ?? details) : details;
-      return new InvalidDefinitionError(summary, violations, { cause: err });
+      // Only calls that carry a definition say the definition is wrong (as in the Python SDK).
+      return DEFINITION_METHODS.has(methodPath)
+        ? new InvalidDefinitionError(summary, violations, { cause: err })
+        : new InvalidArgumentError(summary, violations, { cause: err });
     }
+    case Status.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(details, opts);
     case Status.UNAUTHENTICATED:
       return new UnauthenticatedError(details, opts);
     case Status.PERMISSION_DENIED:

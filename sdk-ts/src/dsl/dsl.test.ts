@@ -1,7 +1,7 @@
 // Compiles every DSL construct and checks the definition message and its canonical JSON.
 import { describe, expect, test } from "vitest";
 import { KaonError } from "../errors.js";
-import { par, seq } from "./graph.js";
+import { par, parallel, seq, sequence } from "./graph.js";
 import {
   command,
   container,
@@ -52,6 +52,15 @@ describe("composition", () => {
   test("a build callback may return the flow", () => {
     const wf = workflow({ id: "ret" }, () => seq(noop("x"), noop("y")));
     expect(edges(wf)).toEqual({ x: ["y"], y: [] });
+  });
+
+  test("the Python verbs sequence/parallel build what seq/par build", () => {
+    const build = (s: typeof seq, p: typeof par) =>
+      workflow({ id: "verbs" }, () => {
+        s(noop("a"), p(noop("b"), noop("c")), noop("d"));
+      }).toCanonicalJson();
+    expect(build(sequence, parallel)).toBe(build(seq, par));
+    expect(JSON.parse(build(sequence, parallel)).steps[0].next).toEqual([{ to: "b" }, { to: "c" }]);
   });
 
   test("XOR branch with conditions and otherwise; branch exits join", () => {
@@ -114,15 +123,29 @@ describe("step types", () => {
       command("cwd", { argv: ["ls"], cwd: "/tmp" });
       python("py", { script: "print(1)", interpreter: "/usr/bin/python3" });
       python("mod", { module: "pkg.train", args: ["--fast"] });
+      python("file", { path: "jobs/run.py", venv: "/opt/venv", cwd: "/srv" });
       spark("sp", {
-        application: "app.jar",
+        app: "app.jar",
         mainClass: "a.Main",
-        sparkVersion: "3.5",
+        version: "3.5",
         conf: { "spark.x": "1" },
+        pyFiles: ["x.py"],
+        jars: ["e.jar"],
+        driverMemory: "1g",
+        executorMemory: "2g",
+        master: "local[2]",
+        name: "n",
       });
-      container("ct", { image: "alpine:3", command: ["echo"], args: ["hi"] });
+      container("ct", {
+        image: "alpine:3",
+        command: ["echo", "hi"],
+        mounts: [{ source: "/a", target: "/b", readOnly: true }],
+        pull: "never",
+      });
       sql("q", { connection: "warehouse", query: "select 1" });
+      sql("qp", { connection: "warehouse", query: "select :n", params: { n: 1 } });
       http("h", { url: "http://127.0.0.1/x", method: "POST", body: { a: 1 }, expectStatus: [200] });
+      http("ht", { url: "http://127.0.0.1/z", timeoutSeconds: 5 });
       http("h2", "http://127.0.0.1/y");
       noop("n");
       sleep("s", 1.5);
@@ -138,22 +161,39 @@ describe("step types", () => {
       cwd: ["command", { argv: ["ls"], cwd: "/tmp" }],
       py: ["python", { script: "print(1)", interpreter: "/usr/bin/python3" }],
       mod: ["python", { module: "pkg.train", args: ["--fast"] }],
+      file: ["python", { path: "jobs/run.py", venv: "/opt/venv", cwd: "/srv" }],
       sp: [
         "spark",
         {
-          application: "app.jar",
+          app: "app.jar",
           main_class: "a.Main",
-          spark_version: "3.5",
+          version: "3.5",
           conf: { "spark.x": "1" },
+          py_files: ["x.py"],
+          jars: ["e.jar"],
+          driver_memory: "1g",
+          executor_memory: "2g",
+          master: "local[2]",
+          name: "n",
         },
       ],
-      ct: ["container", { image: "alpine:3", command: ["echo"], args: ["hi"] }],
+      ct: [
+        "container",
+        {
+          image: "alpine:3",
+          command: ["echo", "hi"],
+          mounts: [{ source: "/a", target: "/b", read_only: true }],
+          pull: "never",
+        },
+      ],
       q: ["sql", { connection: "warehouse", query: "select 1" }],
+      qp: ["sql", { connection: "warehouse", query: "select :n", params: { n: 1 } }],
       h: [
         "http",
         { url: "http://127.0.0.1/x", method: "POST", body: { a: 1 }, expect_status: [200] },
       ],
       h2: ["http", { url: "http://127.0.0.1/y" }],
+      ht: ["http", { url: "http://127.0.0.1/z", timeout_seconds: 5 }],
       n: ["noop", undefined],
       s: ["sleep", { seconds: 1.5 }],
       s2: ["sleep", { seconds: 120 }],

@@ -16,7 +16,7 @@ import {
   type Step as StepMessage,
   type Transition,
 } from "@kaon/proto";
-import { KaonError } from "../errors.js";
+import { EncodeError, KaonError } from "../errors.js";
 import {
   compileDuration,
   compileParams,
@@ -391,7 +391,7 @@ export function definedOnly(config: Record<string, unknown>): JsonObject {
   for (const [key, value] of Object.entries(config)) {
     if (value === undefined) continue;
     if (value instanceof Expr) {
-      throw new KaonError(
+      throw new EncodeError(
         `config.${key}: an expression cannot be a config value; pass it as a step param ` +
           `and refer to it from the config the way the step type documents`,
       );
@@ -400,3 +400,9 @@ export function definedOnly(config: Record<string, unknown>): JsonObject {
   }
   return out;
 }
+
+/** `seq` under the Python SDK's name: `sequence(a, b, c)`. */
+export const sequence = seq;
+
+/** `par` under the Python SDK's name: `parallel(b, c)`. */
+export const parallel = par;

@@ -61,19 +61,28 @@ export function command(
   return step(id, "command", { ...c }, options);
 }
 
-/** Config of a `python` step: inline source (`script`) or a module run as `python -m`. */
+/**
+ * Config of a `python` step: inline source (`script`), a script file (`path`) or a module run
+ * as `python -m` (function steps are Python-SDK only).
+ */
 export interface PythonConfig {
   /** Python source to run. */
   script?: string;
+  /** A script file to run (may hold `${ <CEL> }` templates). */
+  path?: string;
   /** Module to run as `python -m <module>`. */
   module?: string;
   /** argv of the script or module. */
   args?: string[];
   /** Python executable on the compute side; default the server's. */
   interpreter?: string;
+  /** A virtual environment to run in (alternative to `interpreter`). */
+  venv?: string;
+  /** Working directory; default the attempt's own. */
+  cwd?: string;
 }
 
-/** Runs Python: inline source or a module, with an interpreter of choice. */
+/** Runs Python: inline source, a script file or a module, with an interpreter of choice. */
 export function python(
   id: string,
   config: PythonConfig,
@@ -82,48 +91,102 @@ export function python(
   return step(id, "python", { ...config }, options);
 }
 
-/** Config of a `spark` step: what spark-submit runs. */
+/** Config of a `spark` step: what spark-submit runs (core's `spark` step type keys). */
 export interface SparkConfig {
-  /** A jar (with `mainClass`) or a .py file. */
-  application: string;
+  /** A Python file (.py), or a jar (.jar) with `mainClass`. */
+  app: string;
   mainClass?: string;
   args?: string[];
+  /** Spark conf (`--conf k=v`); keys with an option of their own are refused by core. */
   conf?: Record<string, string>;
+  pyFiles?: string[];
+  jars?: string[];
+  /** e.g. "2g". */
+  driverMemory?: string;
+  /** e.g. "4g". */
+  executorMemory?: string;
+  /** Spark master URL; server default `local[2]`. */
+  master?: string;
   /** One of the Spark versions configured on the server. */
-  sparkVersion?: string;
+  version?: string;
+  /** Application name; default `<workflow>/<step path>`. */
+  name?: string;
 }
 
 /** Submits a Spark application with a chosen Spark version. */
 export function spark(id: string, config: SparkConfig, options: StepOptions = {}): ConfiguredStep {
-  const { mainClass, sparkVersion, ...rest } = config;
+  const { mainClass, pyFiles, driverMemory, executorMemory, ...rest } = config;
   return step(
     id,
     "spark",
-    { ...rest, main_class: mainClass, spark_version: sparkVersion },
+    {
+      ...rest,
+      main_class: mainClass,
+      py_files: pyFiles,
+      driver_memory: driverMemory,
+      executor_memory: executorMemory,
+    },
     options,
   );
 }
 
-/** Config of a `container` step. */
-export interface ContainerConfig {
-  image: string;
-  command?: string[];
-  args?: string[];
+/** A bind mount of a `container` step. */
+export interface ContainerMount {
+  source: string;
+  target: string;
+  readOnly?: boolean;
 }
 
-/** Runs a container image (docker/podman locally, Mesos containers on a cluster). */
+/** Config of a `container` step (core's `container` type keys). */
+export interface ContainerConfig {
+  /** Image reference, e.g. "python:3.11-slim". */
+  image: string;
+  /** argv inside the container (no shell); default the image's entrypoint. */
+  command?: string[];
+  /** A script for `/bin/sh -c` instead of `command`. */
+  shell?: string;
+  mounts?: ContainerMount[];
+  /** Absolute working directory inside the container. */
+  workdir?: string;
+  /** Default whichever is installed. */
+  runtime?: "podman" | "docker";
+  /** Default "host". */
+  network?: "host" | "none" | "bridge";
+  /** Default "missing". */
+  pull?: "missing" | "always" | "never";
+  /** Run an init process as PID 1. */
+  init?: boolean;
+}
+
+/** Runs a command in a container image (podman or docker on the agent). */
 export function container(
   id: string,
   config: ContainerConfig,
   options: StepOptions = {},
 ): ConfiguredStep {
-  return step(id, "container", { ...config }, options);
+  const { mounts, ...rest } = config;
+  return step(
+    id,
+    "container",
+    {
+      ...rest,
+      mounts: mounts?.map((m) => ({
+        source: m.source,
+        target: m.target,
+        ...(m.readOnly === undefined ? {} : { read_only: m.readOnly }),
+      })),
+    },
+    options,
+  );
 }
 
 /** Config of a `sql` step: a named connection of the server and a query. */
 export interface SqlConfig {
   connection: string;
+  /** The statement; `:name` placeholders bind `params` by name, `?` binds a list. */
   query: string;
+  /** Bound values (strings are templates). */
+  params?: Record<string, JsonValue> | JsonValue[];
 }
 
 /** Runs a SQL query through a connection configured on the server (cohort selection). */
@@ -141,6 +204,8 @@ export interface HttpConfig {
   body?: JsonValue;
   /** Statuses that count as success; default any 2xx. */
   expectStatus?: number[];
+  /** For the whole exchange; core's default 30. */
+  timeoutSeconds?: number;
 }
 
 /** Calls an HTTP service. */
@@ -149,8 +214,14 @@ export function http(
   config: HttpConfig | string,
   options: StepOptions = {},
 ): ConfiguredStep {
-  const { expectStatus, ...rest } = typeof config === "string" ? { url: config } : config;
-  return step(id, "http", { ...rest, expect_status: expectStatus }, options);
+  const { expectStatus, timeoutSeconds, ...rest } =
+    typeof config === "string" ? ({ url: config } as HttpConfig) : config;
+  return step(
+    id,
+    "http",
+    { ...rest, expect_status: expectStatus, timeout_seconds: timeoutSeconds },
+    options,
+  );
 }
 
 /** Does nothing; a join point or a placeholder. */

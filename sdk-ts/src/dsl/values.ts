@@ -2,7 +2,7 @@
 // to upstream outputs), typed params and durations. Everything here compiles to the kaon.v1
 // messages without adding rules of its own; core validates the result.
 import { type Duration, type Param, ParamType } from "@kaon/proto";
-import { KaonError } from "../errors.js";
+import { EncodeError } from "../errors.js";
 
 /** A JSON value: what params, outputs and step configs are made of. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
@@ -163,7 +163,7 @@ export function compileDuration(input: DurationInput, field: string): Duration {
   if (typeof input === "object") return { seconds: input.seconds, nanos: input.nanos ?? 0 };
   if (typeof input === "number") {
     if (!Number.isFinite(input)) {
-      throw new KaonError(`${field}: ${input} is not a duration (use seconds, or "90s")`);
+      throw new EncodeError(`${field}: ${input} is not a duration (use seconds, or "90s")`);
     }
     // floor + rounded nanos: the rule both SDKs follow (test/vectors/README.md).
     let seconds = Math.floor(input);
@@ -182,14 +182,14 @@ export function compileDuration(input: DurationInput, field: string): Duration {
       part.lastIndex = at;
       const m = part.exec(text);
       if (!m) {
-        throw new KaonError(
+        throw new EncodeError(
           `${field}: "${input}" is not a duration (write e.g. "30s", "1.5s", "250ms", "5m", "1h30m")`,
         );
       }
       nanos += decimalTimes(m[1]!, UNIT_NANOS[m[2]!]!);
       at = part.lastIndex;
     }
-    if (text.length === 0) throw new KaonError(`${field}: an empty string is not a duration`);
+    if (text.length === 0) throw new EncodeError(`${field}: an empty string is not a duration`);
   }
   return { seconds: Number(nanos / 1_000_000_000n), nanos: Number(nanos % 1_000_000_000n) };
 }

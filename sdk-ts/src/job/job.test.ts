@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, test } from "vitest";
 import { JOB_TOKEN, JobState, startJobServer } from "../../test/job-server.js";
 import type { TestServer } from "../../test/support.js";
-import { KaonError } from "../errors.js";
+import { EncodeError, KaonError, NotInJobError } from "../errors.js";
 import { Job, jobEnvironment } from "./job.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -21,7 +21,6 @@ async function setup(options: ConstructorParameters<typeof Job>[0] = {}) {
   const job = new Job({
     env: { KAON_ENDPOINT: server.address, KAON_TOKEN: JOB_TOKEN },
     flushOnExit: false,
-    sequenceStart: 1,
     ...options,
   });
   cleanups.push(() => job.close().catch(() => undefined));
@@ -117,7 +116,6 @@ describe("exactly once", () => {
     const job = new Job({
       env: { KAON_ENDPOINT: server.address, KAON_TOKEN: JOB_TOKEN },
       flushOnExit: false,
-      sequenceStart: 1,
       onRetry: () => firstFailure(),
     });
     cleanups.push(() => job.close().catch(() => undefined));
@@ -134,6 +132,31 @@ describe("exactly once", () => {
 
     expect(state.applied).toEqual([1, 2]);
     expect(state.items).toHaveLength(20);
+  });
+
+  test("numbering starts after the attempt's applied sequence (GetContext), asked once", async () => {
+    const { state, job } = await setup();
+    state.highWater = 5;
+    job.output("a", 1);
+    await job.flush();
+    job.output("b", 2);
+    await job.flush();
+    expect(state.applied).toEqual([6, 7]);
+    expect(state.contextCalls).toBe(1);
+  });
+
+  test("reporters one after another in one attempt all count (kaon job output twice)", async () => {
+    const { state, server } = await setup();
+    for (const name of ["first", "second", "third"]) {
+      const job = new Job({
+        env: { KAON_ENDPOINT: server.address, KAON_TOKEN: JOB_TOKEN },
+        flushOnExit: false,
+      });
+      job.output(name, 1);
+      await job.close();
+    }
+    expect(outputs(state).map(([name]) => name)).toEqual(["first", "second", "third"]);
+    expect(state.applied).toEqual([1, 2, 3]);
   });
 
   test("a report the server refuses fails flush with the server's message", async () => {
@@ -175,6 +198,7 @@ describe("context and artifacts", () => {
 describe("errors a job author sees", () => {
   test("outside a job", () => {
     expect(() => jobEnvironment({})).toThrow(KaonError);
+    expect(() => jobEnvironment({})).toThrow(NotInJobError); // the Python SDK's name
     expect(() => jobEnvironment({})).toThrow(
       /not inside a kaon job: KAON_ENDPOINT and KAON_TOKEN are not set/,
     );
@@ -196,6 +220,7 @@ describe("errors a job author sees", () => {
     );
     expect(() => job.output("c", cyclic)).toThrow(/output "c" .* self refers back to itself/);
     expect(() => job.output("nan", Number.NaN)).toThrow(/output "nan" .* NaN/);
+    expect(() => job.output("nan", Number.NaN)).toThrow(EncodeError); // as kaon.EncodeError
   });
 });
 

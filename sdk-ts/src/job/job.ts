@@ -11,7 +11,7 @@ import {
 import type { Client } from "nice-grpc";
 import { createRawClients, type RawClients, readCertificate } from "../client/raw.js";
 import type { JsonObject, JsonValue } from "../dsl/values.js";
-import { KaonError } from "../errors.js";
+import { EncodeError, KaonError, NotInJobError } from "../errors.js";
 import { Reporter, type ReporterOptions } from "./reporter.js";
 
 /** Who this job is and what it was given. */
@@ -44,7 +44,7 @@ export interface JobEnvironment {
   token: string;
 }
 
-/** Reads KAON_ENDPOINT and KAON_TOKEN; throws a clear KaonError outside a job. */
+/** Reads KAON_ENDPOINT and KAON_TOKEN; throws a clear NotInJobError outside a job. */
 export function jobEnvironment(
   env: Record<string, string | undefined> = process.env,
 ): JobEnvironment {
@@ -54,7 +54,7 @@ export function jobEnvironment(
     const missing = [!endpoint && "KAON_ENDPOINT", !token && "KAON_TOKEN"]
       .filter(Boolean)
       .join(" and ");
-    throw new KaonError(
+    throw new NotInJobError(
       `not inside a kaon job: ${missing} ${missing.includes(" and ") ? "are" : "is"} not set. ` +
         "The in-job API works only in a process started by kaon as a step; " +
         "to talk to a server from outside, use connect() instead",
@@ -136,9 +136,7 @@ export class Job {
   output(name: string, value: unknown): void {
     const problem = jsonProblem(value, "");
     if (problem !== undefined) {
-      throw new KaonError(`output ${JSON.stringify(name)} cannot be encoded as JSON: ${problem}`, {
-        code: "INVALID_ARGUMENT",
-      });
+      throw new EncodeError(`output ${JSON.stringify(name)} cannot be encoded as JSON: ${problem}`);
     }
     this.add({ kind: { $case: "output", value: { name, value: value as JsonValue } } });
   }
@@ -200,7 +198,7 @@ export class Job {
   ): Promise<Artifact> {
     const problem = jsonProblem(metadata, "");
     if (problem !== undefined) {
-      throw new KaonError(
+      throw new EncodeError(
         `artifact ${JSON.stringify(name)}: metadata cannot be encoded as JSON: ${problem}`,
       );
     }

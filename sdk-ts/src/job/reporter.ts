@@ -3,8 +3,11 @@
 // is about to exit (beforeExit). One batch is in flight at a time so the server applies them in
 // order; each batch carries a sequence number that is reused on every retry, so a batch the
 // server already applied (whose acknowledgement was lost) is acknowledged and ignored, never
-// applied twice. While core is briefly away (UNAVAILABLE, deadline) the batch is retried with
-// backoff for up to `retryForMs`.
+// applied twice (core keeps a per-attempt high-water mark). Numbering starts at GetContext's
+// `appliedSequence + 1`, asked when the first batch goes out, so reporters of one attempt that
+// run one after another (`kaon job output` twice, an SDK in a child process) continue the count
+// instead of being ignored; the Python SDK does the same. While core is briefly away
+// (UNAVAILABLE, deadline) a call is retried with backoff for up to `retryForMs`.
 import type { JobServiceDefinition, ReportItem } from "@kaon/proto";
 import type { Client } from "nice-grpc";
 import { ConnectionError, DeadlineExceededError, KaonError } from "../errors.js";
@@ -20,23 +23,12 @@ export interface ReporterOptions {
   /** First retry backoff in ms (doubling up to 2 s). Default 50. */
   initialBackoffMs?: number;
   /**
-   * Sequence number of the first batch, then one more per batch. Default: each batch takes
-   * the current time in microseconds (strictly increasing within the process), so reporters
-   * of one attempt that run one after another (a script calling `kaon job output` twice, an
-   * SDK in a child process) keep increasing sequences for the server's high-water mark.
+   * Sequence number of the first batch, then one more per batch. Default: the attempt's
+   * `appliedSequence + 1` from JobService.GetContext, asked before the first batch.
    */
   sequenceStart?: number;
   /** Called after each failed delivery attempt that will be retried. */
   onRetry?: (error: unknown, sequence: number, attempt: number) => void;
-}
-
-let lastIssued = 0;
-
-/** Microseconds since the epoch, strictly increasing within this process. */
-function issueTimeSequence(): number {
-  const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
-  lastIssued = Math.max(lastIssued + 1, micros);
-  return lastIssued;
 }
 
 /** Sends queued report items to JobService.Report. */
@@ -108,40 +100,63 @@ export class Reporter {
     }
     while (this.queue.length > 0) {
       const items = this.queue.splice(0, this.maxBatchItems);
-      const sequence = this.nextSequence === undefined ? issueTimeSequence() : this.nextSequence++;
-      this.chain = this.chain.then(() => this.send(sequence, items));
+      this.chain = this.chain.then(() => this.send(items));
     }
   }
 
-  private async send(sequence: number, items: ReportItem[]): Promise<void> {
+  /** The next batch number; the first time, where core's count for this attempt stands. */
+  private async takeSequence(items: ReportItem[]): Promise<number> {
+    if (this.nextSequence === undefined) {
+      const context = await this.retrying(
+        () => this.jobs.getContext({}),
+        0,
+        `${items.length} report(s) were not delivered (the job context could not be read)`,
+      );
+      this.nextSequence ??= Number(context.appliedSequence) + 1;
+    }
+    return this.nextSequence;
+  }
+
+  private async send(items: ReportItem[]): Promise<void> {
     this.busy = true;
-    const started = Date.now();
-    let backoff = this.initialBackoffMs;
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const response = await this.jobs.report({ sequence, items });
-          this.appliedSequence = Math.max(this.appliedSequence, response.appliedSequence);
-          return;
-        } catch (err) {
-          const transient = err instanceof ConnectionError || err instanceof DeadlineExceededError;
-          if (!transient) throw err;
-          if (Date.now() - started >= this.retryForMs) {
-            throw new KaonError(
-              `kaon core was unreachable for ${Math.round(this.retryForMs / 1000)} s; ` +
-                `${items.length} report(s) of batch ${sequence} were not delivered`,
-              { code: "UNAVAILABLE", cause: err },
-            );
-          }
-          this.onRetry?.(err, sequence, attempt);
-          await new Promise((resolve) => setTimeout(resolve, backoff));
-          backoff = Math.min(backoff * 2, 2_000);
-        }
-      }
+      const sequence = await this.takeSequence(items);
+      const response = await this.retrying(
+        () => this.jobs.report({ sequence, items }),
+        sequence,
+        `${items.length} report(s) of batch ${sequence} were not delivered`,
+      );
+      const applied = Number(response.appliedSequence);
+      this.appliedSequence = Math.max(this.appliedSequence, applied);
+      // Another reporter of this attempt may have moved the mark past this batch.
+      this.nextSequence = Math.max(sequence, applied) + 1;
     } catch (err) {
       this.failure ??= err;
     } finally {
       this.busy = false;
+    }
+  }
+
+  /** Calls `call`, retrying while core is unreachable (UNAVAILABLE, deadline) for retryForMs. */
+  private async retrying<T>(call: () => Promise<T>, sequence: number, lost: string): Promise<T> {
+    const started = Date.now();
+    let backoff = this.initialBackoffMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        const transient = err instanceof ConnectionError || err instanceof DeadlineExceededError;
+        if (!transient) throw err;
+        if (Date.now() - started >= this.retryForMs) {
+          throw new KaonError(
+            `kaon core was unreachable for ${Math.round(this.retryForMs / 1000)} s; ${lost}`,
+            { code: "UNAVAILABLE", cause: err },
+          );
+        }
+        this.onRetry?.(err, sequence, attempt);
+        await new Promise((resolve) => setTimeout(resolve, backoff));
+        backoff = Math.min(backoff * 2, 2_000);
+      }
     }
   }
 }

@@ -93,17 +93,23 @@ async function startAgent(opts: AgentStartOptions): Promise<void> {
 
   const line = await new Promise<string>((resolve, reject) => {
     let out = "";
-    const timer = setTimeout(() => {
-      reject(
-        new Error(`the local agent did not start within ${opts.timeoutMs} ms; see ${logPath}`),
-      );
-    }, opts.timeoutMs);
     const done = (fn: () => void) => {
       clearTimeout(timer);
       child.stdout?.removeAllListeners("data");
       child.removeAllListeners("exit");
       fn();
     };
+    const timer = setTimeout(() => {
+      // Let go of the slow agent (its pipe and handle would keep core's event loop alive);
+      // it is detached and exits or serves on its own.
+      child.stdout?.destroy();
+      child.unref();
+      done(() =>
+        reject(
+          new Error(`the local agent did not start within ${opts.timeoutMs} ms; see ${logPath}`),
+        ),
+      );
+    }, opts.timeoutMs);
     child.once("error", (err) => done(() => reject(err)));
     child.stdout?.setEncoding("utf8");
     child.stdout?.on("data", (chunk: string) => {

@@ -91,7 +91,10 @@ function enumByName<E extends Record<string, string | number>>(
   const names = Object.keys(values)
     .filter((k) => k.startsWith(prefix) && !k.endsWith("UNSPECIFIED"))
     .map((k) => k.slice(prefix.length).toLowerCase());
-  throw new CliError(`${option}: '${text}' is not a status; use one of ${names.join(", ")}`, EXIT.usage);
+  throw new CliError(
+    `${option}: '${text}' is not a status; use one of ${names.join(", ")}`,
+    EXIT.usage,
+  );
 }
 
 /** `--status failed,running` (or repeated) → RunStatus values. */
@@ -127,7 +130,11 @@ export function isInteractive(env: Record<string, string | undefined> = process.
 }
 
 /** Follows a run with the live view; Ctrl-C detaches (the run goes on). */
-export async function followRun(ctx: CliContext, runId: string, options: { outcome?: boolean } = {}) {
+export async function followRun(
+  ctx: CliContext,
+  runId: string,
+  options: { outcome?: boolean } = {},
+) {
   const controller = new AbortController();
   const onInterrupt = () => controller.abort();
   process.once("SIGINT", onInterrupt);
@@ -191,7 +198,13 @@ function stepRows(steps: readonly StepInstance[]) {
       header: "progress",
       value: (s) => [progressCell(s), childCell(s)].filter((x) => x !== "").join(" "),
     },
-    { header: "reason", value: (s) => s.message && s.message !== s.reason ? `${s.reason}${s.reason ? " — " : ""}${s.message}` : s.reason },
+    {
+      header: "reason",
+      value: (s) =>
+        s.message && s.message !== s.reason
+          ? `${s.reason}${s.reason ? " — " : ""}${s.message}`
+          : s.reason,
+    },
   ]);
 }
 
@@ -262,21 +275,35 @@ interface RestartOptions {
 export function register(program: Command, ctx: CliContext): void {
   program
     .command("run")
-    .description("start a run of a workflow (with --wait: follow it live; exit 0 only if it succeeds)")
+    .description(
+      "start a run of a workflow (with --wait: follow it live; exit 0 only if it succeeds)",
+    )
     .argument("<workflow>", "workflow id")
-    .option("-p, --param <name=value>", "a workflow param; the value is JSON when it parses, else a string (repeatable)", collect)
+    .option(
+      "-p, --param <name=value>",
+      "a workflow param; the value is JSON when it parses, else a string (repeatable)",
+      collect,
+    )
     .option("--version <n>", "run this version (default: the active one)")
     .option("--latest", "run the newest version instead of the active one")
     .option("--tag <key=value>", "a label for the run (repeatable)", collect)
     .option("--wait", "follow the run live until it ends")
-    .option("--request-id <id>", "idempotency key: repeating the command with it returns the same run")
+    .option(
+      "--request-id <id>",
+      "idempotency key: repeating the command with it returns the same run",
+    )
     .action(async (workflowId: string, options: RunOptions) => {
       if (options.version !== undefined && options.latest) {
         throw new CliError("--version and --latest exclude each other; pick one", EXIT.usage);
       }
       const version =
         options.version !== undefined
-          ? { selector: { $case: "number" as const, value: parsePositiveInt(options.version, "--version") } }
+          ? {
+              selector: {
+                $case: "number" as const,
+                value: parsePositiveInt(options.version, "--version"),
+              },
+            }
           : options.latest
             ? { selector: { $case: "latest" as const, value: true } }
             : undefined;
@@ -290,7 +317,11 @@ export function register(program: Command, ctx: CliContext): void {
       });
       const run = res.run as Run;
       if (!options.wait) {
-        ctx.print(runJson(run), () => `started run ${run.id} (${run.workflowId} v${run.version})\nfollow it: kaon watch ${run.id}`);
+        ctx.print(
+          runJson(run),
+          () =>
+            `started run ${run.id} (${run.workflowId} v${run.version})\nfollow it: kaon watch ${run.id}`,
+        );
         return;
       }
       await waitAndReport(ctx, run);
@@ -309,7 +340,11 @@ export function register(program: Command, ctx: CliContext): void {
     .command("runs")
     .description("list runs, newest first")
     .option("--workflow <id>", "only runs of this workflow")
-    .option("--status <status>", "only runs in these statuses (comma-separated or repeated)", collect)
+    .option(
+      "--status <status>",
+      "only runs in these statuses (comma-separated or repeated)",
+      collect,
+    )
     .option("--limit <n>", "at most this many runs (default 20)")
     .action(async (options: { workflow?: string; status?: string[]; limit?: string }) => {
       const limit = options.limit === undefined ? 20 : parsePositiveInt(options.limit, "--limit");
@@ -339,18 +374,18 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (runId: string) => {
       const run = (await ctx.client(RunServiceDefinition).getRun({ runId })).run as Run;
       const { steps, truncated } = await listAllSteps(ctx, runId, {}, 10_000);
-      const visible = steps.filter((s) => s.status !== StepStatus.STEP_STATUS_NOT_STARTED || !s.path.includes("/"));
-      ctx.print(
-        ctx.json ? { run: runJson(run), steps: steps.map(stepJson) } : undefined,
-        () =>
-          [
-            describeRun(run),
-            "",
-            stepRows(visible),
-            truncated ? `… more steps than shown; use kaon steps ${runId} --prefix PATH` : "",
-          ]
-            .filter((x, i, all) => x !== "" || i < all.length - 1)
-            .join("\n"),
+      const visible = steps.filter(
+        (s) => s.status !== StepStatus.STEP_STATUS_NOT_STARTED || !s.path.includes("/"),
+      );
+      ctx.print(ctx.json ? { run: runJson(run), steps: steps.map(stepJson) } : undefined, () =>
+        [
+          describeRun(run),
+          "",
+          stepRows(visible),
+          truncated ? `… more steps than shown; use kaon steps ${runId} --prefix PATH` : "",
+        ]
+          .filter((x, i, all) => x !== "" || i < all.length - 1)
+          .join("\n"),
       );
     });
 
@@ -358,26 +393,33 @@ export function register(program: Command, ctx: CliContext): void {
     .command("steps")
     .description("a run's step instances, filtered by status and path prefix")
     .argument("<run>", "run id")
-    .option("--status <status>", "only steps in these statuses (comma-separated or repeated)", collect)
+    .option(
+      "--status <status>",
+      "only steps in these statuses (comma-separated or repeated)",
+      collect,
+    )
     .option("--prefix <path>", "only paths starting with this, e.g. 'train_loop@0/regional['")
     .option("--limit <n>", "at most this many steps (default 1000)")
-    .action(async (runId: string, options: { status?: string[]; prefix?: string; limit?: string }) => {
-      const limit = options.limit === undefined ? 1000 : parsePositiveInt(options.limit, "--limit");
-      const { steps, truncated } = await listAllSteps(
-        ctx,
-        runId,
-        {
-          statuses: parseStepStatuses(options.status),
-          ...(options.prefix ? { pathPrefix: options.prefix } : {}),
-        },
-        limit,
-      );
-      ctx.print(ctx.json ? steps.map(stepJson) : undefined, () =>
-        steps.length === 0
-          ? "no matching steps"
-          : `${stepRows(steps)}${truncated ? `\n… more than ${limit}; raise --limit or narrow with --prefix/--status` : ""}`,
-      );
-    });
+    .action(
+      async (runId: string, options: { status?: string[]; prefix?: string; limit?: string }) => {
+        const limit =
+          options.limit === undefined ? 1000 : parsePositiveInt(options.limit, "--limit");
+        const { steps, truncated } = await listAllSteps(
+          ctx,
+          runId,
+          {
+            statuses: parseStepStatuses(options.status),
+            ...(options.prefix ? { pathPrefix: options.prefix } : {}),
+          },
+          limit,
+        );
+        ctx.print(ctx.json ? steps.map(stepJson) : undefined, () =>
+          steps.length === 0
+            ? "no matching steps"
+            : `${stepRows(steps)}${truncated ? `\n… more than ${limit}; raise --limit or narrow with --prefix/--status` : ""}`,
+        );
+      },
+    );
 
   program
     .command("logs")
@@ -387,36 +429,44 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--attempt <n>", "attempt number (default: the latest)")
     .option("--stderr", "standard error instead of standard output")
     .option("-f, --follow", "keep printing new output until the attempt ends")
-    .action(async (runId: string, path: string, options: { attempt?: string; stderr?: boolean; follow?: boolean }) => {
-      const controller = new AbortController();
-      const onInterrupt = () => controller.abort();
-      process.once("SIGINT", onInterrupt);
-      try {
-        const stream = ctx.client(RunServiceDefinition).tailLogs(
-          {
-            runId,
-            path,
-            attempt: options.attempt === undefined ? 0 : parsePositiveInt(options.attempt, "--attempt"),
-            stream: options.stderr ? LogStream.LOG_STREAM_STDERR : LogStream.LOG_STREAM_STDOUT,
-            offset: 0,
-            follow: options.follow === true,
-          },
-          { signal: controller.signal },
-        );
-        const decoder = new TextDecoder();
-        for await (const chunk of stream) {
-          const text = decoder.decode(chunk.data, { stream: true });
-          if (ctx.json) ctx.out(`${JSON.stringify({ data: text, nextOffset: chunk.nextOffset })}\n`);
-          else ctx.out(text);
+    .action(
+      async (
+        runId: string,
+        path: string,
+        options: { attempt?: string; stderr?: boolean; follow?: boolean },
+      ) => {
+        const controller = new AbortController();
+        const onInterrupt = () => controller.abort();
+        process.once("SIGINT", onInterrupt);
+        try {
+          const stream = ctx.client(RunServiceDefinition).tailLogs(
+            {
+              runId,
+              path,
+              attempt:
+                options.attempt === undefined ? 0 : parsePositiveInt(options.attempt, "--attempt"),
+              stream: options.stderr ? LogStream.LOG_STREAM_STDERR : LogStream.LOG_STREAM_STDOUT,
+              offset: 0,
+              follow: options.follow === true,
+            },
+            { signal: controller.signal },
+          );
+          const decoder = new TextDecoder();
+          for await (const chunk of stream) {
+            const text = decoder.decode(chunk.data, { stream: true });
+            if (ctx.json)
+              ctx.out(`${JSON.stringify({ data: text, nextOffset: chunk.nextOffset })}\n`);
+            else ctx.out(text);
+          }
+          const rest = decoder.decode();
+          if (rest && !ctx.json) ctx.out(rest);
+        } catch (err) {
+          if (!controller.signal.aborted) throw err;
+        } finally {
+          process.removeListener("SIGINT", onInterrupt);
         }
-        const rest = decoder.decode();
-        if (rest && !ctx.json) ctx.out(rest);
-      } catch (err) {
-        if (!controller.signal.aborted) throw err;
-      } finally {
-        process.removeListener("SIGINT", onInterrupt);
-      }
-    });
+      },
+    );
 
   program
     .command("stop")
@@ -424,24 +474,39 @@ export function register(program: Command, ctx: CliContext): void {
     .argument("<run>", "run id")
     .option("--reason <text>", "recorded as the reason")
     .action(async (runId: string, options: { reason?: string }) => {
-      const res = await ctx.client(RunServiceDefinition).stopRun({ runId, reason: options.reason ?? "" });
+      const res = await ctx
+        .client(RunServiceDefinition)
+        .stopRun({ runId, reason: options.reason ?? "" });
       const run = res.run as Run;
-      ctx.print(runJson(run), () => `run ${run.id} ${runStatusName(run.status)}${run.message ? ` (${run.message})` : ""}`);
+      ctx.print(
+        runJson(run),
+        () => `run ${run.id} ${runStatusName(run.status)}${run.message ? ` (${run.message})` : ""}`,
+      );
     });
 
   program
     .command("restart")
     .description("restart a finished run in place (default: from its failed steps)")
     .argument("<run>", "run id")
-    .option("--from-failed", "re-run failed, stopped and timed-out steps and what they blocked (default)")
+    .option(
+      "--from-failed",
+      "re-run failed, stopped and timed-out steps and what they blocked (default)",
+    )
     .option("--from-step <id>", "re-run this top-level step and everything downstream of it")
     .option("--from-beginning", "re-run everything")
     .option("-p, --param <name=value>", "override a param (repeatable)", collect)
     .option("--wait", "follow the run live until it ends")
     .action(async (runId: string, options: RestartOptions) => {
-      const chosen = [options.fromFailed, options.fromStep !== undefined, options.fromBeginning].filter(Boolean);
+      const chosen = [
+        options.fromFailed,
+        options.fromStep !== undefined,
+        options.fromBeginning,
+      ].filter(Boolean);
       if (chosen.length > 1) {
-        throw new CliError("--from-failed, --from-step and --from-beginning exclude each other; pick one", EXIT.usage);
+        throw new CliError(
+          "--from-failed, --from-step and --from-beginning exclude each other; pick one",
+          EXIT.usage,
+        );
       }
       const from =
         options.fromStep !== undefined
@@ -458,7 +523,11 @@ export function register(program: Command, ctx: CliContext): void {
       });
       const run = res.run as Run;
       if (!options.wait) {
-        ctx.print(runJson(run), () => `restarted run ${run.id} (restart ${run.restartCount})\nfollow it: kaon watch ${run.id}`);
+        ctx.print(
+          runJson(run),
+          () =>
+            `restarted run ${run.id} (restart ${run.restartCount})\nfollow it: kaon watch ${run.id}`,
+        );
         return;
       }
       await waitAndReport(ctx, run);

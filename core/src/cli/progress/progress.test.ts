@@ -12,8 +12,8 @@ import {
   formatCounts,
   formatDuration,
   heartbeatLine,
-  PlainLog,
   PLAIN_STYLE,
+  PlainLog,
   renderFrame,
   renderOutcome,
 } from "./render.js";
@@ -22,7 +22,11 @@ import { enclosingContainers, RunProgress } from "./state.js";
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 const RUN_ID = "r1";
 
-function run(status: RunStatus, counts: Record<string, number> = {}, extra: Partial<Run> = {}): Run {
+function run(
+  status: RunStatus,
+  counts: Record<string, number> = {},
+  extra: Partial<Run> = {},
+): Run {
   return {
     id: RUN_ID,
     workflowId: "recommendations",
@@ -176,11 +180,11 @@ describe("TTY frame", () => {
     expect(frame[1]).toBe("steps    9 succeeded · 4 running · 1 queued");
     expect(frame).toContain("loop     train_loop  iteration 2");
     expect(frame).toContain("foreach  train_loop@1/regional 3/5 ✓ · 2 running");
-    const running = frame.findIndex((l) => l === "running");
+    const running = frame.indexOf("running");
     expect(frame[running + 1]).toMatch(
-      /^ {2}● train_loop@1\/regional\[3\]\/train +█{6}░{4}  60%  JP: epoch 6\/10$/,
+      /^ {2}● train_loop@1\/regional\[3\]\/train +█{6}░{4} {2}60% {2}JP: epoch 6\/10$/,
     );
-    expect(frame[running + 2]).toMatch(/train_loop@1\/train_global +█{4}░{6}  40%  fitting$/);
+    expect(frame[running + 2]).toMatch(/train_loop@1\/train_global +█{4}░{6} {2}40% {2}fitting$/);
     expect(frame.some((l) => l.startsWith("waiting  1 (train_loop@1/regional[4]/train"))).toBe(
       true,
     );
@@ -214,7 +218,10 @@ describe("plain lines", () => {
         step("select_users", RUNNING, 30),
         report("select_users", { $case: "milestone", value: "cohort selected" }, 500),
         step("select_users", SUCCEEDED, 1_000, "exit 0"),
-        { ...base("wrangle", 1_100), kind: { $case: "artifact", value: "cohort{dateint=20260101}" } },
+        {
+          ...base("wrangle", 1_100),
+          kind: { $case: "artifact", value: "cohort{dateint=20260101}" },
+        },
       ],
       run(RunStatus.RUN_STATUS_RUNNING),
       T0 + 1_100,
@@ -280,7 +287,10 @@ describe("plain lines", () => {
       run(RunStatus.RUN_STATUS_RUNNING),
       T0 + 10,
     );
-    expect(log.lines(p, T0 + 10)).toEqual(["[00:00] fan[1]/x RUNNING", "[00:00] fan[3]/x FAILED (exit 3)"]);
+    expect(log.lines(p, T0 + 10)).toEqual([
+      "[00:00] fan[1]/x RUNNING",
+      "[00:00] fan[3]/x FAILED (exit 3)",
+    ]);
   });
 });
 

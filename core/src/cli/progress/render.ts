@@ -6,6 +6,7 @@
 import { RunStatus, StepStatus } from "@kaon/proto";
 import {
   type ForeachView,
+  type Fresh,
   type Note,
   type RunProgress,
   runStatusName,
@@ -110,7 +111,12 @@ export function formatCounts(counts: Record<string, number>): string {
     merged.RUNNING = (merged.RUNNING ?? 0) + merged.LAUNCHING;
     delete merged.LAUNCHING;
   }
-  const names = [...order, ...Object.keys(merged).filter((k) => !order.includes(k)).sort()];
+  const names = [
+    ...order,
+    ...Object.keys(merged)
+      .filter((k) => !order.includes(k))
+      .sort(),
+  ];
   const parts: string[] = [];
   for (const name of names) {
     const n = merged[name];
@@ -262,7 +268,9 @@ export function renderFrame(progress: RunProgress, now: number, options: FrameOp
     lines.push("latest");
     for (const n of notes) {
       const where = n.path ? `${n.path} ` : "";
-      lines.push(`  ${paint(style, "dim", formatClock(n.time - start))} ${where}${noteText(n, style)}`);
+      lines.push(
+        `  ${paint(style, "dim", formatClock(n.time - start))} ${where}${noteText(n, style)}`,
+      );
     }
   }
   return lines.map((l) => clip(l, width));
@@ -312,42 +320,47 @@ export class PlainLog {
   lines(progress: RunProgress, now: number): string[] {
     const start = runStart(progress) ?? now;
     const at = (time: number) => `[${formatClock(time - start)}]`;
-    const out: Array<{ time: number; text: string }> = [];
-    for (const r of progress.freshRunStatus) {
-      const why = r.message ? ` (${r.message})` : "";
-      out.push({
-        time: r.time,
-        text: `${at(r.time)} run ${progress.runId} ${runStatusName(r.status)}${why}`,
-      });
+    const out: string[] = [];
+    for (const f of progress.fresh) {
+      const line = this.line(progress, f, at);
+      if (line !== undefined) out.push(line);
     }
-    for (const c of progress.freshChanges) {
-      if (!this.worthALine(c.path, c.status)) continue;
-      const name = stepStatusName(c.status);
-      const why = c.reason ? ` (${c.reason})` : "";
-      out.push({ time: c.time, text: `${at(c.time)} ${c.path} ${name}${why}` });
-      if (c.status === StepStatus.STEP_STATUS_RUNNING) this.progressPrinted.delete(c.path);
-    }
-    for (const p of progress.freshProgress) {
-      const last = this.progressPrinted.get(p.path);
-      const due =
-        last === undefined ||
-        p.percent >= 100 ||
-        p.percent - last.percent >= this.progressStep ||
-        (p.time - last.at >= this.progressEveryMs && p.percent !== last.percent);
-      if (!due) continue;
-      if (last !== undefined && p.percent === last.percent) continue;
-      this.progressPrinted.set(p.path, { percent: p.percent, at: p.time });
-      const msg = p.message ? ` ${p.message}` : "";
-      out.push({ time: p.time, text: `${at(p.time)} ${p.path} ${Math.round(p.percent)}%${msg}` });
-    }
-    for (const n of progress.freshNotes) {
-      if (n.kind === "error" && n.path) continue; // the status line already said it
-      const where = n.path ? `${n.path} ` : "";
-      out.push({ time: n.time, text: `${at(n.time)} ${where}${noteText(n, PLAIN_STYLE)}` });
-    }
-    out.sort((a, b) => a.time - b.time);
     if (out.length > 0) this.lastPrintedAt = now;
-    return out.map((o) => o.text);
+    return out;
+  }
+
+  private line(progress: RunProgress, f: Fresh, at: (time: number) => string): string | undefined {
+    switch (f.kind) {
+      case "run": {
+        const why = f.message ? ` (${f.message})` : "";
+        return `${at(f.time)} run ${progress.runId} ${runStatusName(f.status)}${why}`;
+      }
+      case "step": {
+        if (!this.worthALine(f.path, f.status)) return undefined;
+        if (f.status === StepStatus.STEP_STATUS_RUNNING) this.progressPrinted.delete(f.path);
+        const why = f.reason ? ` (${f.reason})` : "";
+        return `${at(f.time)} ${f.path} ${stepStatusName(f.status)}${why}`;
+      }
+      case "progress": {
+        const last = this.progressPrinted.get(f.path);
+        if (last !== undefined && f.percent === last.percent) return undefined;
+        const due =
+          last === undefined ||
+          f.percent >= 100 ||
+          f.percent - last.percent >= this.progressStep ||
+          f.time - last.at >= this.progressEveryMs;
+        if (!due) return undefined;
+        this.progressPrinted.set(f.path, { percent: f.percent, at: f.time });
+        const msg = f.message ? ` ${f.message}` : "";
+        return `${at(f.time)} ${f.path} ${Math.round(f.percent)}%${msg}`;
+      }
+      case "note": {
+        const n = f.note;
+        if (n.kind === "error" && n.path) return undefined; // the status line already said it
+        const where = n.path ? `${n.path} ` : "";
+        return `${at(n.time)} ${where}${noteText(n, PLAIN_STYLE)}`;
+      }
+    }
   }
 
   /** A heartbeat line when the run is going and nothing was printed for a while. */

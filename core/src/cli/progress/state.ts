@@ -48,6 +48,13 @@ export interface Note {
   text: string;
 }
 
+/** One thing the latest batch brought. */
+export type Fresh =
+  | { kind: "run"; status: RunStatus; message: string; time: number }
+  | { kind: "step"; path: string; status: StepStatus; reason: string; time: number }
+  | { kind: "progress"; path: string; percent: number; message: string; time: number }
+  | { kind: "note"; note: Note };
+
 export interface IterationCounts {
   total: number | undefined;
   seen: number;
@@ -126,14 +133,8 @@ export class RunProgress {
   lastSeq = 0;
   /** When the view last learned something (ms); drives the plain-mode heartbeat. */
   lastEventAt = 0;
-  /** Notes added by the latest `apply`, for plain mode. */
-  freshNotes: Note[] = [];
-  /** Status changes of the latest `apply`, for plain mode. */
-  freshChanges: Array<{ path: string; status: StepStatus; reason: string; time: number }> = [];
-  /** Progress reports of the latest `apply`, for plain mode. */
-  freshProgress: Array<{ path: string; percent: number; message: string; time: number }> = [];
-  /** Run status changes of the latest `apply`. */
-  freshRunStatus: Array<{ status: RunStatus; message: string; time: number }> = [];
+  /** What the latest `apply` brought, in event order (plain mode prints from it). */
+  fresh: Fresh[] = [];
 
   constructor(runId: string) {
     this.runId = runId;
@@ -141,10 +142,7 @@ export class RunProgress {
 
   /** Folds one WatchRun message into the view. `now` is used for events without a time. */
   apply(events: readonly RunEvent[], run: Run | undefined, now: number): void {
-    this.freshNotes = [];
-    this.freshChanges = [];
-    this.freshProgress = [];
-    this.freshRunStatus = [];
+    this.fresh = [];
     if (run) this.run = run;
     for (const e of events) {
       if (e.seq <= this.lastSeq) continue;
@@ -159,7 +157,7 @@ export class RunProgress {
     if (!kind) return;
     switch (kind.$case) {
       case "runStatus":
-        this.freshRunStatus.push({ status: kind.value, message: e.message, time });
+        this.fresh.push({ kind: "run", status: kind.value, message: e.message, time });
         if (this.run) this.run = { ...this.run, status: kind.value };
         return;
       case "stepStatus":
@@ -187,7 +185,13 @@ export class RunProgress {
         step.progress = item.value.percent;
         step.progressMessage = item.value.message;
         step.updatedAt = time;
-        this.freshProgress.push({ path, percent: item.value.percent, message: item.value.message, time });
+        this.fresh.push({
+          kind: "progress",
+          path,
+          percent: item.value.percent,
+          message: item.value.message,
+          time,
+        });
         return;
       }
       case "milestone":
@@ -211,7 +215,7 @@ export class RunProgress {
   private note(n: Note): void {
     this.notes.push(n);
     if (this.notes.length > MAX_NOTES) this.notes.splice(0, this.notes.length - MAX_NOTES);
-    this.freshNotes.push(n);
+    this.fresh.push({ kind: "note", note: n });
   }
 
   private step(path: string, time: number): StepView {
@@ -290,9 +294,14 @@ export class RunProgress {
       step.progress = -1;
       step.progressMessage = "";
     }
-    this.freshChanges.push({ path, status, reason, time });
+    this.fresh.push({ kind: "step", path, status, reason, time });
     if (FAILED_STEP.has(status)) {
-      this.note({ time, path, kind: "error", text: `${stepStatusName(status)}${reason ? `: ${reason}` : ""}` });
+      this.note({
+        time,
+        path,
+        kind: "error",
+        text: `${stepStatusName(status)}${reason ? `: ${reason}` : ""}`,
+      });
     }
     // Containers: keep their own status, and learn a foreach's size from its message.
     const fe = this.foreaches.get(path);
@@ -402,4 +411,6 @@ export class RunProgress {
   }
 }
 
-type ReportKind = NonNullable<Extract<NonNullable<RunEvent["kind"]>, { $case: "report" }>["value"]["kind"]>;
+type ReportKind = NonNullable<
+  Extract<NonNullable<RunEvent["kind"]>, { $case: "report" }>["value"]["kind"]
+>;

@@ -80,13 +80,10 @@ export async function watchRun(options: WatchOptions): Promise<WatchResult> {
   };
 
   if (options.tty) options.write(HIDE_CURSOR);
-  const timer = setInterval(
-    () => {
-      if (options.tty) scheduleDraw();
-      else for (const line of plain.tick(progress, now())) options.write(`${line}\n`);
-    },
-    1000,
-  );
+  const timer = setInterval(() => {
+    if (options.tty) scheduleDraw();
+    else for (const line of plain.tick(progress, now())) options.write(`${line}\n`);
+  }, 1000);
   timer.unref();
 
   let detached = false;

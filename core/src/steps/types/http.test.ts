@@ -73,6 +73,9 @@ describe("http: validation", () => {
     const u = (s: string) => new URL(s);
     expect(isHostAllowed(u("http://127.0.0.5:9/"), [])).toBe(true);
     expect(isHostAllowed(u("http://[::1]:9/"), [])).toBe(true);
+    expect(isHostAllowed(u("http://localhost:9/"), [])).toBe(true);
+    // Not every resolver maps *.localhost to loopback; DNS may answer for it.
+    expect(isHostAllowed(u("http://metadata.localhost/"), [])).toBe(false);
     expect(isHostAllowed(u("http://a.example.com/"), ["example.com"])).toBe(false);
     expect(isHostAllowed(u("http://example.com/"), ["example.com"])).toBe(true);
     expect(isHostAllowed(u("https://example.com/"), ["example.com:8443"])).toBe(false);
@@ -92,6 +95,9 @@ describe("http: run against a local server", () => {
     body: string;
   }> = [];
   const hanging: ServerResponse[] = [];
+  let other: Server;
+  let otherBase: string;
+  const otherSeen: IncomingMessage["headers"][] = [];
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -117,6 +123,15 @@ describe("http: run against a local server", () => {
         } else if (path === "/redirect-away") {
           res.writeHead(302, { location: "http://metadata.internal/secret" });
           res.end();
+        } else if (path === "/redirect-other-origin") {
+          res.writeHead(307, { location: `${otherBase}/seen` });
+          res.end();
+        } else if (path === "/redirect-same-origin") {
+          res.writeHead(307, { location: "/json?same=1" });
+          res.end();
+        } else if (path === "/redirect-file") {
+          res.writeHead(302, { location: "file:///etc/passwd" });
+          res.end();
         } else if (path === "/hang") {
           hanging.push(res);
         } else {
@@ -127,9 +142,19 @@ describe("http: run against a local server", () => {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // Another origin (same host, other port) that records what reaches it.
+    other = createServer((req, res) => {
+      otherSeen.push(req.headers);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+    await new Promise<void>((r) => other.listen(0, "127.0.0.1", r));
+    otherBase = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
   });
 
   afterAll(async () => {
+    other.closeAllConnections();
+    await new Promise((r) => other.close(r));
     for (const r of hanging) r.destroy();
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
@@ -199,6 +224,30 @@ describe("http: run against a local server", () => {
     await expect(run({ url: `${base}/redirect-away` })).rejects.toThrow(
       "redirect to host 'metadata.internal' is not in the server's http allow-list",
     );
+  });
+
+  it("does not send credentials to another origin on a redirect", async () => {
+    const headers = { Authorization: "Bearer secret", Cookie: "s=1", "X-Trace": "t1" };
+    const r = await run({ url: `${base}/redirect-other-origin`, headers });
+    expect(r.outputs?.status).toBe(200);
+    expect(otherSeen).toHaveLength(1);
+    expect(otherSeen[0]?.authorization).toBeUndefined();
+    expect(otherSeen[0]?.cookie).toBeUndefined();
+    expect(otherSeen[0]?.["x-trace"]).toBe("t1");
+    // Within the origin they stay.
+    await run({ url: `${base}/redirect-same-origin`, headers });
+    expect(seen.at(-1)?.url).toBe("/json?same=1");
+    expect(seen.at(-1)?.headers.authorization).toBe("Bearer secret");
+  });
+
+  it("follows only http(s) redirects", async () => {
+    const ctx = makeStepContext({
+      config: { url: `${base}/redirect-file` },
+      settings: { ...settings, httpAllowedHosts: ["*"] },
+    });
+    await expect(
+      httpStepType.run(ctx, recordingReporter().reporter, new AbortController().signal),
+    ).rejects.toThrow("redirected to file:///etc/passwd: scheme 'file:' is not allowed");
   });
 
   it("checks the rendered host at run time", async () => {

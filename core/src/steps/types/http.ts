@@ -2,7 +2,11 @@
 // An allow-list of hosts in server settings (httpAllowedHosts) guards against server-side
 // request forgery; loopback is always allowed. The host is checked at deploy time when the
 // URL spells it literally, and again at run time after templates are rendered and on every
-// redirect. The response body is bounded (64 KiB) before it becomes an output.
+// redirect; only http(s) redirects are followed, and credential headers (authorization,
+// cookie) are dropped when a redirect leaves the origin. The list matches names, not the
+// addresses they resolve to: an allowed name is trusted to resolve where its owner points
+// it, so list only names you control (and never "*" on a host that can reach a cloud
+// metadata service). The response body is bounded (64 KiB) before it becomes an output.
 import { isIP } from "node:net";
 import { ConfigCheck, show } from "../config-check.js";
 import type { EndResult, InlineStepType, JsonValue, StepTypeSettings } from "../step-type.js";
@@ -20,10 +24,14 @@ const MAX_REDIRECTS = 5;
 const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** True for names and addresses that stay on this machine. */
+/**
+ * True for names and addresses that stay on this machine. Only the name `localhost` itself:
+ * the resolver does not map `*.localhost` to loopback everywhere (glibc asks DNS for it), so
+ * `x.localhost` could resolve anywhere.
+ */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (h === "localhost") return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1";
   return false;
@@ -264,13 +272,17 @@ export const httpStepType: InlineStepType = {
       const location = response.headers.get("location");
       if (response.status >= 300 && response.status < 400 && location && hop < MAX_REDIRECTS) {
         await response.body?.cancel().catch(() => {});
-        url = new URL(location, url);
+        const next = redirectTarget(location, url);
+        // As fetch does: credentials never follow a redirect to another origin.
+        if (next.origin !== url.origin) dropHeaders(headers, CREDENTIAL_HEADERS);
+        url = next;
         if (
           response.status === 303 ||
           ((response.status === 301 || response.status === 302) && currentMethod === "POST")
         ) {
           currentMethod = "GET";
           currentBody = undefined;
+          dropHeaders(headers, BODY_HEADERS);
         }
         continue;
       }
@@ -306,6 +318,33 @@ export const httpStepType: InlineStepType = {
     return { succeeded: true, outputs };
   },
 };
+
+/** Headers that carry credentials: dropped when a redirect leaves the origin. */
+const CREDENTIAL_HEADERS = ["authorization", "proxy-authorization", "cookie"];
+/** Headers that describe a body: dropped when a redirect turns the request into a GET. */
+const BODY_HEADERS = ["content-type", "content-length", "content-encoding", "content-language"];
+
+function dropHeaders(headers: Record<string, string>, names: readonly string[]): void {
+  for (const key of Object.keys(headers)) {
+    if (names.includes(key.toLowerCase())) delete headers[key];
+  }
+}
+
+/** The URL a redirect's `location` points to; only http(s) may be followed. */
+function redirectTarget(location: string, from: URL): URL {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    throw new Error(`http ${from.href} redirected to ${JSON.stringify(location)}, not a valid URL`);
+  }
+  if (next.protocol !== "http:" && next.protocol !== "https:") {
+    throw new StepConfigError(
+      `http ${from.href} redirected to ${next.href}: scheme '${next.protocol}' is not allowed; only http and https redirects are followed`,
+    );
+  }
+  return next;
+}
 
 function parseUrl(text: string): URL {
   let url: URL;

@@ -58,8 +58,15 @@ function nonNegative(v: unknown): number {
 
 type Probe =
   | { kind: "ours"; appId: string }
-  | { kind: "foreign" } // a UI of another application, or not a Spark UI at all
+  | { kind: "foreign" } // the UI of another Spark application
+  | { kind: "strange" } // an answer that is not a Spark UI's (or one that is still starting)
   | { kind: "absent" }; // nothing answers (not up yet, or already gone)
+
+/**
+ * Consecutive non-Spark answers after which a port is given up. A starting driver binds its
+ * port a moment before the REST API is ready (404s meanwhile), so one odd answer is no proof.
+ */
+const STRANGE_ANSWERS_BEFORE_MOVING_ON = 15;
 
 /**
  * Polls the driver UI of the application tagged `tag`, starting at `uiPort`, until `signal`
@@ -78,6 +85,7 @@ export async function monitorSparkApplication(
   let port = uiPort;
   let appId: string | undefined;
   let lastPercent: number | undefined;
+  let strangeAnswers = 0;
 
   const getJson = async (url: string): Promise<unknown> => {
     const res = await fetch(url, {
@@ -96,16 +104,17 @@ export async function monitorSparkApplication(
     try {
       apps = await getJson(`${base}/api/v1/applications`);
     } catch (e) {
-      // Only an answer that is not a Spark UI's moves us on; silence (refused, timed out)
-      // means the driver is not up yet, or is gone.
-      return answered(e) ? { kind: "foreign" } : { kind: "absent" };
+      // Silence (refused, timed out) means the driver is not up yet, or is gone.
+      return answered(e) ? { kind: "strange" } : { kind: "absent" };
     }
-    if (!Array.isArray(apps)) return { kind: "foreign" };
+    if (!Array.isArray(apps)) return { kind: "strange" };
     for (const app of apps) {
       const id = (app as { id?: unknown }).id;
       if (typeof id !== "string") continue;
       try {
-        const env = (await getJson(`${base}/api/v1/applications/${encodeURIComponent(id)}/environment`)) as {
+        const env = (await getJson(
+          `${base}/api/v1/applications/${encodeURIComponent(id)}/environment`,
+        )) as {
           sparkProperties?: unknown;
         };
         const props = Array.isArray(env.sparkProperties) ? env.sparkProperties : [];
@@ -125,11 +134,13 @@ export async function monitorSparkApplication(
     const base = `http://${host}:${port}`;
     if (appId === undefined) {
       const p = await probe(base);
-      if (p.kind === "foreign") {
-        if (port < uiPort + SPARK_PORT_RETRIES) port++;
-        return;
+      strangeAnswers = p.kind === "strange" ? strangeAnswers + 1 : 0;
+      const moveOn = p.kind === "foreign" || strangeAnswers >= STRANGE_ANSWERS_BEFORE_MOVING_ON;
+      if (moveOn && port < uiPort + SPARK_PORT_RETRIES) {
+        port++;
+        strangeAnswers = 0;
       }
-      if (p.kind === "absent") return;
+      if (p.kind !== "ours") return;
       appId = p.appId;
       report.output(SPARK_APP_ID_OUTPUT, appId);
       report.link(SPARK_UI_LINK, `${base}/`);

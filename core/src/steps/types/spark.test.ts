@@ -1,6 +1,16 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: step configs hold kaon templates, whose syntax is ${...}
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -27,7 +37,7 @@ const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 function fakeSparkHome(): string {
   const home = mkdtempSync(join(tmpdir(), "kaon-fake-spark-"));
   mkdirSync(join(home, "bin"));
-  writeFileSync(join(home, "bin", "spark-submit"), "#!/bin/sh\necho fake spark-submit \"$@\"\n");
+  writeFileSync(join(home, "bin", "spark-submit"), '#!/bin/sh\necho fake spark-submit "$@"\n');
   chmodSync(join(home, "bin", "spark-submit"), 0o755);
   return home;
 }
@@ -49,7 +59,11 @@ describe("spark: validation", () => {
       v({
         app: "jobs/train.py",
         args: ["--date", "${params.date}"],
-        conf: { "spark.sql.shuffle.partitions": 8, "spark.eventLog.enabled": false, "spark.x": "${params.x}" },
+        conf: {
+          "spark.sql.shuffle.partitions": 8,
+          "spark.eventLog.enabled": false,
+          "spark.x": "${params.x}",
+        },
         py_files: ["lib.zip"],
         jars: ["extra.jar"],
         driver_memory: "1g",
@@ -60,23 +74,31 @@ describe("spark: validation", () => {
         env: { MODE: "fast" },
       }),
     ).toEqual([]);
-    expect(v({ app: "build/etl.jar", main_class: "com.example.Etl", master: "spark://host:7077" })).toEqual([]);
+    expect(
+      v({ app: "build/etl.jar", main_class: "com.example.Etl", master: "spark://host:7077" }),
+    ).toEqual([]);
     expect(v({ app: "${params.app}" })).toEqual([]);
   });
 
   it("needs an app, and a main class only for jars", () => {
     expect(v({})).toEqual([
-      'steps[1].config.app: spark config needs \'app\': a Python file (.py), or a jar (.jar) with \'main_class\' (e.g. "app": "jobs/train.py")',
+      "steps[1].config.app: spark config needs 'app': a Python file (.py), or a jar (.jar) with 'main_class' (e.g. \"app\": \"jobs/train.py\")",
     ]);
-    expect(v({ main_class: "com.example.Etl" })[0]).toContain("steps[1].config.app: spark config needs 'app'");
+    expect(v({ main_class: "com.example.Etl" })[0]).toContain(
+      "steps[1].config.app: spark config needs 'app'",
+    );
     expect(v({ app: "etl.jar" })).toEqual([
       'steps[1].config: a jar application needs \'main_class\' (e.g. "main_class": "com.example.Train")',
     ]);
     expect(v({ app: "train.py", main_class: "X" })).toEqual([
       "steps[1].config.main_class: 'main_class' is for jar applications; this app is a Python file (remove 'main_class')",
     ]);
-    expect(v({ app: "etl.jar", main_class: "com example" })[0]).toContain("is not a JVM class name");
-    expect(v({ app: "train.R" })).toEqual(['steps[1].config.app: "train.R" is neither a Python file (.py) nor a jar (.jar)']);
+    expect(v({ app: "etl.jar", main_class: "com example" })[0]).toContain(
+      "is not a JVM class name",
+    );
+    expect(v({ app: "train.R" })).toEqual([
+      'steps[1].config.app: "train.R" is neither a Python file (.py) nor a jar (.jar)',
+    ]);
     expect(v({ app: 3 })[0]).toContain("'app' must be a string");
   });
 
@@ -85,13 +107,18 @@ describe("spark: validation", () => {
       'steps[1].config.version: Spark version "2.4" is not configured on this server (known versions: 3.5.1, 4.3.0, 4.1.0)',
     ]);
     expect(v({ app: "a.py", version: "4" })).toEqual([]);
+    expect(v({ app: "a.py", version: "constructor" })[0]).toContain(
+      'Spark version "constructor" is not configured',
+    );
     expect(resolveSparkVersion("4", settings)).toMatchObject({ ok: true, version: "4.3.0" });
     expect(resolveSparkVersion("3.5", settings)).toMatchObject({ ok: true, version: "3.5.1" });
     expect(resolveSparkVersion(undefined, settings)).toMatchObject({ ok: true, version: "3.5.1" });
     expect(v({ app: "a.py" }, defaultStepTypeSettings())).toEqual([
       "steps[1].config: no Spark versions are configured on this server (install pyspark in the server's Python environment (pip install pyspark), or configure sparkVersions (version -> SPARK_HOME))",
     ]);
-    expect(v({ app: "a.py", version: 3.5 })).toEqual(["steps[1].config.version: 'version' must be a string, got a number 3.5"]);
+    expect(v({ app: "a.py", version: 3.5 })).toEqual([
+      "steps[1].config.version: 'version' must be a string, got a number 3.5",
+    ]);
   });
 
   it("checks conf: Spark properties only, scalar values, no keys kaon owns", () => {
@@ -105,7 +132,6 @@ describe("spark: validation", () => {
           "spark.c": null,
           "spark.ui.port": 4040,
           "spark.master": "local",
-          "spark.d": "${nope.x}",
         },
       }),
     ).toEqual([
@@ -115,9 +141,13 @@ describe("spark: validation", () => {
       "steps[1].config.conf.spark.c: a Spark property must be a string, number or boolean, got null",
       "steps[1].config.conf.spark.ui.port: 'spark.ui.port' cannot be set in 'conf' (kaon picks a free port for each application's UI so that it can follow its progress)",
       "steps[1].config.conf.spark.master: 'spark.master' cannot be set in 'conf' (use 'master')",
-      "steps[1].config.conf.spark.d: template \"${nope.x}\" uses 'nope.x'; step config templates see only params.* and run.* (declare a step param with that expression and use ${params.<name>} here)",
     ]);
-    expect(v({ app: "a.py", conf: ["spark.a=1"] })[0]).toContain("'conf' must be an object of Spark properties");
+    expect(v({ app: "a.py", conf: { "spark.d": "${nope.x}" } })[0]).toContain(
+      "steps[1].config.conf.spark.d: bad template",
+    );
+    expect(v({ app: "a.py", conf: ["spark.a=1"] })[0]).toContain(
+      "'conf' must be an object of Spark properties",
+    );
   });
 
   it("checks memory sizes, master, file lists and unknown keys", () => {
@@ -125,12 +155,18 @@ describe("spark: validation", () => {
       'steps[1].config.driver_memory: \'driver_memory\' needs a unit, got 512 (write it as a string, e.g. "512m" or "2g")',
       'steps[1].config.executor_memory: "lots" is not a memory size (e.g. "512m" or "4g")',
     ]);
-    expect(v({ app: "a.py", master: "local[two]" })[0]).toContain('"local[two]" is not a Spark master URL');
-    expect(v({ app: "a.py", py_files: "lib.zip" })[0]).toContain("'py_files' must be a list of strings");
+    expect(v({ app: "a.py", master: "local[two]" })[0]).toContain(
+      '"local[two]" is not a Spark master URL',
+    );
+    expect(v({ app: "a.py", py_files: "lib.zip" })[0]).toContain(
+      "'py_files' must be a list of strings",
+    );
     expect(v({ app: "a.py", py_files: ["a.zip,b.zip"] })).toEqual([
       'steps[1].config.py_files[0]: "a.zip,b.zip" contains a comma; spark-submit separates py_files with commas (give each file as its own item)',
     ]);
-    expect(v({ app: "a.jar", main_class: "A", py_files: ["x.zip"] })[0]).toContain("'py_files' is for Python applications");
+    expect(v({ app: "a.jar", main_class: "A", py_files: ["x.zip"] })[0]).toContain(
+      "'py_files' is for Python applications",
+    );
     expect(v({ app: "a.py", executor_mem: "1g" })).toEqual([
       "steps[1].config.executor_mem: unknown spark config key 'executor_mem' (did you mean 'executor_memory'?)",
     ]);
@@ -181,14 +217,21 @@ describe("spark: plan", () => {
       "--day",
       "2024-01-01",
     ]);
-    expect(plan.env).toMatchObject({ SPARK_HOME: fakeHome, PYSPARK_PYTHON: "python3", PYSPARK_DRIVER_PYTHON: "python3" });
+    expect(plan.env).toMatchObject({
+      SPARK_HOME: fakeHome,
+      PYSPARK_PYTHON: "python3",
+      PYSPARK_DRIVER_PYTHON: "python3",
+    });
     expect(plan.files?.[0]?.path).toBe(SPARK_STATE_FILE);
     writeFileSync(join(ctx.workDir, SPARK_STATE_FILE), plan.files?.[0]?.content as string);
     expect(readSparkState(ctx.workDir)).toEqual({ uiPort: port, tag: "run-1/step#1" });
   });
 
   it("plans a jar with its class and fails clearly when the installation is gone", async () => {
-    const ctx = makeStepContext({ config: { app: "etl.jar", main_class: "com.example.Etl", jars: ["x.jar"] }, settings });
+    const ctx = makeStepContext({
+      config: { app: "etl.jar", main_class: "com.example.Etl", jars: ["x.jar"] },
+      settings,
+    });
     const plan = await sparkStepType.plan(ctx);
     const argv = plan.command.kind === "argv" ? plan.command.argv : [];
     expect(argv.slice(-5)).toEqual(["--jars", "x.jar", "--class", "com.example.Etl", "etl.jar"]);
@@ -200,7 +243,9 @@ describe("spark: plan", () => {
       "spark step 'step': Spark 9.9 is configured at /nonexistent/spark, but there is no bin/spark-submit there",
     );
     const unknown = makeStepContext({ config: { app: "a.py", version: "1.6" }, settings });
-    await expect(sparkStepType.plan(unknown)).rejects.toThrow("known versions: 3.5.1, 4.3.0, 4.1.0");
+    await expect(sparkStepType.plan(unknown)).rejects.toThrow(
+      "known versions: 3.5.1, 4.3.0, 4.1.0",
+    );
   });
 });
 
@@ -230,8 +275,12 @@ describe("spark: failure messages", () => {
       'Exception in thread "main" java.lang.ClassNotFoundException: com.example.Nope',
       "\tat java.base/java.lang.Class.forName0(Native Method)",
     ].join("\n");
-    expect(summariseSparkFailure(java)).toBe('Exception in thread "main" java.lang.ClassNotFoundException: com.example.Nope');
-    expect(summariseSparkFailure("Error: Failed to load class com.example.Nope.\n")).toBe("Error: Failed to load class com.example.Nope.");
+    expect(summariseSparkFailure(java)).toBe(
+      'Exception in thread "main" java.lang.ClassNotFoundException: com.example.Nope',
+    );
+    expect(summariseSparkFailure("Error: Failed to load class com.example.Nope.\n")).toBe(
+      "Error: Failed to load class com.example.Nope.",
+    );
     expect(summariseSparkFailure("")).toBe("");
   });
 });
@@ -255,8 +304,12 @@ describe("spark: monitor", () => {
         res.setHeader("content-type", "application/json");
         const url = req.url ?? "";
         if (url === "/api/v1/applications") return res.end(JSON.stringify([{ id: appId }]));
-        if (url.endsWith("/environment")) return res.end(JSON.stringify({ sparkProperties: [[SPARK_ATTEMPT_TAG_CONF, tag]] }));
-        if (url.endsWith("/jobs")) return res.end(JSON.stringify([{ numTasks: 4, numCompletedTasks: 1, status: "RUNNING" }]));
+        if (url.endsWith("/environment"))
+          return res.end(JSON.stringify({ sparkProperties: [[SPARK_ATTEMPT_TAG_CONF, tag]] }));
+        if (url.endsWith("/jobs"))
+          return res.end(
+            JSON.stringify([{ numTasks: 4, numCompletedTasks: 1, status: "RUNNING" }]),
+          );
         res.statusCode = 404;
         res.end("[]");
       });
@@ -282,8 +335,16 @@ describe("spark: monitor", () => {
     const seen = new Promise<void>((r) => {
       resolveSeen = r;
     });
-    const wrapped = { ...reporter, progress: (p: number, m?: string) => (reporter.progress(p, m), resolveSeen()) };
-    const done = monitorSparkApplication(port, "run-1/step#1", wrapped, ac.signal, { intervalMs: 20 });
+    const wrapped = {
+      ...reporter,
+      progress: (p: number, m?: string) => {
+        reporter.progress(p, m);
+        resolveSeen();
+      },
+    };
+    const done = monitorSparkApplication(port, "run-1/step#1", wrapped, ac.signal, {
+      intervalMs: 20,
+    });
     await seen;
     ac.abort();
     await done;
@@ -306,15 +367,21 @@ describe("spark: monitor", () => {
 // ---- real Spark ---------------------------------------------------------------------------
 
 /** A Python with pyspark: $KAON_TEST_PYTHON, the repo's .venv, or python3. */
-async function findPySpark(): Promise<{ python: string; versions: Record<string, string> } | { reason: string }> {
-  const candidates = [process.env.KAON_TEST_PYTHON, join(REPO, ".venv", "bin", "python"), "python3"].filter(
-    (p): p is string => !!p && (p === "python3" || existsSync(p)),
-  );
+async function findPySpark(): Promise<
+  { python: string; versions: Record<string, string> } | { reason: string }
+> {
+  const candidates = [
+    process.env.KAON_TEST_PYTHON,
+    join(REPO, ".venv", "bin", "python"),
+    "python3",
+  ].filter((p): p is string => !!p && (p === "python3" || existsSync(p)));
   for (const python of candidates) {
     const versions = await detectSparkVersions(python);
     if (Object.keys(versions).length > 0) return { python, versions };
   }
-  return { reason: `no pyspark in ${candidates.join(", ")}; run scripts/setup.sh (installs pyspark into .venv)` };
+  return {
+    reason: `no pyspark in ${candidates.join(", ")}; run scripts/setup.sh (installs pyspark into .venv)`,
+  };
 }
 
 interface Started {
@@ -329,7 +396,12 @@ function launch(ctx: StepContext, plan: ProcessPlan): Started {
   const [program, ...args] = plan.command.argv;
   const child = spawn(program as string, args, {
     cwd: plan.cwd ?? ctx.workDir,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...ctx.env, ...plan.env },
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: process.env.HOME ?? "/tmp",
+      ...ctx.env,
+      ...plan.env,
+    },
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -351,7 +423,10 @@ function groupMembers(pgid: number): Array<{ pid: number; cmd: string }> {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       if (fields[0] === "Z" || Number(fields[2]) !== pgid) continue;
-      out.push({ pid: Number(entry), cmd: readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0/g, " ") });
+      out.push({
+        pid: Number(entry),
+        cmd: readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0/g, " "),
+      });
     } catch {
       // the process ended while we looked
     }
@@ -395,7 +470,11 @@ describe("spark: a real application in local[2]", () => {
 
   const realSettings = (): StepTypeSettings | undefined =>
     "python" in found
-      ? { ...defaultStepTypeSettings(), pythonInterpreter: found.python, sparkVersions: found.versions }
+      ? {
+          ...defaultStepTypeSettings(),
+          pythonInterpreter: found.python,
+          sparkVersions: found.versions,
+        }
       : undefined;
 
   const started: Started[] = [];
@@ -441,7 +520,14 @@ describe("spark: a real application in local[2]", () => {
     const port = readSparkState(ctx.workDir)?.uiPort;
     expect(reports.links).toEqual([{ name: "Spark UI", url: `http://127.0.0.1:${port}/` }]);
     expect(reports.progress.some((p) => p.percent > 0)).toBe(true);
-    expect(await sparkStepType.interpretEnd?.(ctx, { taskId: "t", state: "FINISHED", exitCode: 0, timestamp: 0 })).toEqual({
+    expect(
+      await sparkStepType.interpretEnd?.(ctx, {
+        taskId: "t",
+        state: "FINISHED",
+        exitCode: 0,
+        timestamp: 0,
+      }),
+    ).toEqual({
       succeeded: true,
     });
   }, 120_000);
@@ -460,19 +546,36 @@ describe("spark: a real application in local[2]", () => {
     const ac = new AbortController();
     const run = launch(ctx, plan);
     started.push(run);
-    const monitoring = sparkStepType.monitor?.(ctx, { ...reporter, output: (n, val) => (reporter.output(n, val), resolveApp()) }, ac.signal);
-    await Promise.race([appSeen, run.exit.then(() => Promise.reject(new Error("the app ended before it was seen")))]);
+    const monitoring = sparkStepType.monitor?.(
+      ctx,
+      {
+        ...reporter,
+        output: (n, val) => {
+          reporter.output(n, val);
+          resolveApp();
+        },
+      },
+      ac.signal,
+    );
+    await Promise.race([
+      appSeen,
+      run.exit.then(() => Promise.reject(new Error("the app ended before it was seen"))),
+    ]);
     const pgid = run.child.pid as number;
-    expect(groupMembers(pgid).some((m) => /\bjava\b/.test(m.cmd) && m.cmd.includes("SparkSubmit"))).toBe(true);
+    expect(
+      groupMembers(pgid).some((m) => /\bjava\b/.test(m.cmd) && m.cmd.includes("SparkSubmit")),
+    ).toBe(true);
     process.kill(-pgid, "SIGTERM"); // what the local agent does first
     const end = await run.exit;
     expect(end.code === 0).toBe(false);
-    await until("the process group to be empty", 30_000, () => (groupMembers(pgid).length === 0 ? true : undefined));
+    await until("the process group to be empty", 30_000, () =>
+      groupMembers(pgid).length === 0 ? true : undefined,
+    );
     ac.abort();
     await monitoring;
   }, 120_000);
 
-  it("fails with the cause from the driver's stderr", async (t) => {
+  it("fails with the cause from the driver's output", async (t) => {
     const s = realSettings();
     if (!s) return t.skip();
     const ctx = makeStepContext({ config: { app: "bad.py" }, settings: s });

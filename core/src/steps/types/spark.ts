@@ -30,7 +30,7 @@ import {
   StepConfigError,
 } from "../templating.js";
 import { monitorSparkApplication, SPARK_ATTEMPT_TAG_CONF } from "./spark-monitor.js";
-import { attemptStderrTail, lastLines } from "./stderr-tail.js";
+import { attemptOutputTail, lastLines, STDOUT_FILE } from "./stderr-tail.js";
 
 export const DEFAULT_SPARK_MASTER = "local[2]";
 /** File in the attempt's working directory that tells the monitor where to look. */
@@ -59,7 +59,8 @@ const CONF_OWNED: Record<string, string> = {
   "spark.executor.memory": "use 'executor_memory'",
   "spark.jars": "use 'jars'",
   "spark.submit.pyFiles": "use 'py_files'",
-  "spark.ui.port": "kaon picks a free port for each application's UI so that it can follow its progress",
+  "spark.ui.port":
+    "kaon picks a free port for each application's UI so that it can follow its progress",
   [SPARK_ATTEMPT_TAG_CONF]: "kaon sets it to find the application's UI",
 };
 
@@ -91,7 +92,9 @@ export function resolveSparkVersion(
     };
   }
   if (wanted === undefined) return { ok: true, version: known[0]!, location: versions[known[0]!]! };
-  if (versions[wanted] !== undefined) return { ok: true, version: wanted, location: versions[wanted] };
+  // Own keys only: a version named "constructor" must not find Object.prototype's.
+  if (Object.hasOwn(versions, wanted) && typeof versions[wanted] === "string")
+    return { ok: true, version: wanted, location: versions[wanted] };
   const matching = known.filter((v) => v.startsWith(`${wanted}.`)).sort(compareVersions);
   const newest = matching[matching.length - 1];
   if (newest !== undefined) return { ok: true, version: newest, location: versions[newest]! };
@@ -171,13 +174,21 @@ function checkConf(check: ConfigCheck): void {
   if (raw === undefined || raw === null) return;
   const field = check.field("conf");
   if (typeof raw !== "object" || Array.isArray(raw)) {
-    check.add(field, `'conf' must be an object of Spark properties, got ${show(raw)}`, 'e.g. {"spark.sql.shuffle.partitions": 8}');
+    check.add(
+      field,
+      `'conf' must be an object of Spark properties, got ${show(raw)}`,
+      'e.g. {"spark.sql.shuffle.partitions": 8}',
+    );
     return;
   }
   for (const [key, value] of Object.entries(raw)) {
     const f = `${field}.${key}`;
     if (!key.startsWith("spark.")) {
-      check.add(f, `'${key}' is not a Spark property; spark-submit ignores properties not starting with 'spark.'`, `did you mean 'spark.${key}'?`);
+      check.add(
+        f,
+        `'${key}' is not a Spark property; spark-submit ignores properties not starting with 'spark.'`,
+        `did you mean 'spark.${key}'?`,
+      );
       continue;
     }
     const owned = CONF_OWNED[key];
@@ -196,12 +207,20 @@ function checkPathList(check: ConfigCheck, key: string): void {
   const list = check.stringList(key, { template: true });
   list?.forEach((item, i) => {
     if (item.includes(",")) {
-      check.add(`${check.field(key)}[${i}]`, `${show(item)} contains a comma; spark-submit separates ${key} with commas`, "give each file as its own item");
+      check.add(
+        `${check.field(key)}[${i}]`,
+        `${show(item)} contains a comma; spark-submit separates ${key} with commas`,
+        "give each file as its own item",
+      );
     }
   });
 }
 
-function validateSpark(config: JsonObject, path: string, settings: StepTypeSettings): FieldViolation[] {
+function validateSpark(
+  config: JsonObject,
+  path: string,
+  settings: StepTypeSettings,
+): FieldViolation[] {
   const check = new ConfigCheck(config, path, "spark").allowKeys(CONFIG_KEYS);
   const app = check.string("app", { template: true });
   if (!check.has("app")) {
@@ -217,16 +236,36 @@ function validateSpark(config: JsonObject, path: string, settings: StepTypeSetti
   }
   const mainClass = check.string("main_class");
   if (mainClass !== undefined && mainClass.trim() !== "" && !CLASS_NAME.test(mainClass)) {
-    check.add(check.field("main_class"), `${show(mainClass)} is not a JVM class name`, 'e.g. "com.example.Train"');
+    check.add(
+      check.field("main_class"),
+      `${show(mainClass)} is not a JVM class name`,
+      'e.g. "com.example.Train"',
+    );
   }
   if (kind === "python" && mainClass !== undefined) {
-    check.add(check.field("main_class"), "'main_class' is for jar applications; this app is a Python file", "remove 'main_class'");
+    check.add(
+      check.field("main_class"),
+      "'main_class' is for jar applications; this app is a Python file",
+      "remove 'main_class'",
+    );
   }
-  if (kind === "jar" && mainClass === undefined && !check.violations.some((v) => v.field === check.field("main_class"))) {
-    check.add(check.path, "a jar application needs 'main_class'", 'e.g. "main_class": "com.example.Train"');
+  if (
+    kind === "jar" &&
+    mainClass === undefined &&
+    !check.violations.some((v) => v.field === check.field("main_class"))
+  ) {
+    check.add(
+      check.path,
+      "a jar application needs 'main_class'",
+      'e.g. "main_class": "com.example.Train"',
+    );
   }
   if (kind === "jar" && check.has("py_files")) {
-    check.add(check.field("py_files"), "'py_files' is for Python applications; this app is a jar", "use 'jars' for extra jars");
+    check.add(
+      check.field("py_files"),
+      "'py_files' is for Python applications; this app is a jar",
+      "use 'jars' for extra jars",
+    );
   }
   check.stringList("args", { template: true });
   checkConf(check);
@@ -235,7 +274,11 @@ function validateSpark(config: JsonObject, path: string, settings: StepTypeSetti
   for (const key of ["driver_memory", "executor_memory"]) {
     const raw = check.value(key);
     if (typeof raw === "number") {
-      check.add(check.field(key), `'${key}' needs a unit, got ${raw}`, `write it as a string, e.g. "${raw}m" or "2g"`);
+      check.add(
+        check.field(key),
+        `'${key}' needs a unit, got ${raw}`,
+        `write it as a string, e.g. "${raw}m" or "2g"`,
+      );
       continue;
     }
     const m = check.string(key);
@@ -245,13 +288,18 @@ function validateSpark(config: JsonObject, path: string, settings: StepTypeSetti
   }
   const master = check.string("master");
   if (master !== undefined && master.trim() !== "" && !MASTER.test(master)) {
-    check.add(check.field("master"), `${show(master)} is not a Spark master URL`, 'e.g. "local[2]", "local[*]", "spark://host:7077", "yarn" or "k8s://https://host:443"');
+    check.add(
+      check.field("master"),
+      `${show(master)} is not a Spark master URL`,
+      'e.g. "local[2]", "local[*]", "spark://host:7077", "yarn" or "k8s://https://host:443"',
+    );
   }
   check.string("name", { template: true });
   const version = check.string("version");
   if (!check.has("version") || (version !== undefined && version.trim() !== "")) {
     const r = resolveSparkVersion(version, settings);
-    if (!r.ok) check.add(check.has("version") ? check.field("version") : check.path, r.message, r.hint);
+    if (!r.ok)
+      check.add(check.has("version") ? check.field("version") : check.path, r.message, r.hint);
   }
   checkEnv(check);
   return check.violations;
@@ -279,7 +327,8 @@ async function planSpark(ctx: StepContext): Promise<ProcessPlan> {
   const config = ctx.config;
   const scope = configScope(ctx);
   const resolved = resolveSparkVersion(config.version as string | undefined, ctx.settings);
-  if (!resolved.ok) throw new StepConfigError(`spark step '${ctx.stepId}': ${resolved.message} (${resolved.hint})`);
+  if (!resolved.ok)
+    throw new StepConfigError(`spark step '${ctx.stepId}': ${resolved.message} (${resolved.hint})`);
   const install = sparkInstallation(resolved.location);
   if (!install) {
     throw new StepConfigError(
@@ -287,7 +336,9 @@ async function planSpark(ctx: StepContext): Promise<ProcessPlan> {
     );
   }
   const javaHome = ctx.env.JAVA_HOME ?? process.env.JAVA_HOME;
-  const hasJava = (javaHome !== undefined && existsSync(join(javaHome, "bin", "java"))) || findOnPath("java", ctx.env.PATH ?? process.env.PATH);
+  const hasJava =
+    (javaHome !== undefined && existsSync(join(javaHome, "bin", "java"))) ||
+    findOnPath("java", ctx.env.PATH ?? process.env.PATH);
   if (!hasJava) {
     throw new StepConfigError(
       `spark step '${ctx.stepId}' needs Java (17 or newer) on the agent: none on PATH and JAVA_HOME is not set; install it (apt-get install openjdk-17-jre-headless)`,
@@ -296,7 +347,10 @@ async function planSpark(ctx: StepContext): Promise<ProcessPlan> {
 
   const app = renderConfigString(config.app as string, scope, "app");
   const kind = appKind(app);
-  if (kind === undefined) throw new StepConfigError(`spark config app ${show(app)} is neither a Python file (.py) nor a jar (.jar)`);
+  if (kind === undefined)
+    throw new StepConfigError(
+      `spark config app ${show(app)} is neither a Python file (.py) nor a jar (.jar)`,
+    );
   const uiPort = await freePort();
   const tag = attemptTag(ctx);
 
@@ -309,23 +363,37 @@ async function planSpark(ctx: StepContext): Promise<ProcessPlan> {
   conf[SPARK_ATTEMPT_TAG_CONF] = tag;
 
   const name =
-    typeof config.name === "string" ? renderConfigString(config.name, scope, "name") : `${ctx.workflowId}/${ctx.path}`;
-  const argv = [install.submit, "--master", typeof config.master === "string" ? config.master : DEFAULT_SPARK_MASTER, "--name", name];
+    typeof config.name === "string"
+      ? renderConfigString(config.name, scope, "name")
+      : `${ctx.workflowId}/${ctx.path}`;
+  const argv = [
+    install.submit,
+    "--master",
+    typeof config.master === "string" ? config.master : DEFAULT_SPARK_MASTER,
+    "--name",
+    name,
+  ];
   for (const [k, v] of Object.entries(conf)) argv.push("--conf", `${k}=${v}`);
   if (typeof config.driver_memory === "string") argv.push("--driver-memory", config.driver_memory);
-  if (typeof config.executor_memory === "string") argv.push("--executor-memory", config.executor_memory);
+  if (typeof config.executor_memory === "string")
+    argv.push("--executor-memory", config.executor_memory);
   if (Array.isArray(config.py_files) && config.py_files.length > 0) {
-    argv.push("--py-files", renderConfigList(config.py_files as string[], scope, "py_files").join(","));
+    argv.push(
+      "--py-files",
+      renderConfigList(config.py_files as string[], scope, "py_files").join(","),
+    );
   }
   if (Array.isArray(config.jars) && config.jars.length > 0) {
     argv.push("--jars", renderConfigList(config.jars as string[], scope, "jars").join(","));
   }
   if (kind === "jar") {
-    if (typeof config.main_class !== "string") throw new StepConfigError("a jar application needs 'main_class'");
+    if (typeof config.main_class !== "string")
+      throw new StepConfigError("a jar application needs 'main_class'");
     argv.push("--class", config.main_class);
   }
   argv.push(app);
-  if (Array.isArray(config.args)) argv.push(...renderConfigList(config.args as string[], scope, "args"));
+  if (Array.isArray(config.args))
+    argv.push(...renderConfigList(config.args as string[], scope, "args"));
 
   const python = ctx.settings.pythonInterpreter;
   const env: Record<string, string> = {
@@ -339,15 +407,24 @@ async function planSpark(ctx: StepContext): Promise<ProcessPlan> {
   return {
     command: { kind: "argv", argv },
     env,
-    files: [{ path: SPARK_STATE_FILE, content: `${JSON.stringify({ uiPort, tag, version: resolved.version })}\n` }],
+    files: [
+      {
+        path: SPARK_STATE_FILE,
+        content: `${JSON.stringify({ uiPort, tag, version: resolved.version })}\n`,
+      },
+    ],
   };
 }
 
 /** What the monitor needs, as written by plan; undefined when the attempt has none. */
 export function readSparkState(workDir: string): { uiPort: number; tag: string } | undefined {
   try {
-    const s = JSON.parse(readFileSync(join(workDir, SPARK_STATE_FILE), "utf8")) as { uiPort?: unknown; tag?: unknown };
-    if (typeof s.uiPort === "number" && typeof s.tag === "string") return { uiPort: s.uiPort, tag: s.tag };
+    const s = JSON.parse(readFileSync(join(workDir, SPARK_STATE_FILE), "utf8")) as {
+      uiPort?: unknown;
+      tag?: unknown;
+    };
+    if (typeof s.uiPort === "number" && typeof s.tag === "string")
+      return { uiPort: s.uiPort, tag: s.tag };
   } catch {
     // no state: the attempt was not planned by this type (or the file was removed)
   }
@@ -375,11 +452,17 @@ export function summariseSparkFailure(stderr: string): string {
     }
   }
   const java = lines.filter(
-    (l) => /^(Exception in thread|Error: |Caused by: |[\w$.]+(Exception|Error)(: |$))/.test(l) && !LOG4J_LINE.test(l),
+    (l) =>
+      /^(Exception in thread|Error: |Caused by: |[\w$.]+(Exception|Error)(: |$))/.test(l) &&
+      !LOG4J_LINE.test(l),
   );
   const firstJava = java.find((l) => !l.startsWith("Caused by: "));
   if (firstJava !== undefined) return clip(firstJava);
-  return clip(lastLines(lines.filter((l) => !LOG4J_LINE.test(l) && !/^\s+at /.test(l)).join("\n"), 3).join(" | "));
+  return clip(
+    lastLines(lines.filter((l) => !LOG4J_LINE.test(l) && !/^\s+at /.test(l)).join("\n"), 3).join(
+      " | ",
+    ),
+  );
 }
 
 function clip(s: string, max = 500): string {
@@ -394,8 +477,13 @@ function endOfSpark(ctx: StepContext, status: TaskStatus): EndResult {
       : status.signal
         ? `killed by signal ${status.signal}`
         : status.message || status.state.toLowerCase();
-  const cause = summariseSparkFailure(attemptStderrTail(ctx.workDir));
-  return { succeeded: false, message: `Spark application failed (${how})${cause ? `: ${cause}` : ""}` };
+  // A Python driver's own output (its traceback too) reaches the JVM's stdout, not stderr.
+  const output = `${attemptOutputTail(ctx.workDir)}\n${attemptOutputTail(ctx.workDir, STDOUT_FILE)}`;
+  const cause = summariseSparkFailure(output);
+  return {
+    succeeded: false,
+    message: `Spark application failed (${how})${cause ? `: ${cause}` : ""}`,
+  };
 }
 
 export const sparkStepType: ProcessStepType = {

@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: step configs hold kaon templates, whose syntax is ${...}
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import knexFactory from "knex";
@@ -48,6 +48,10 @@ describe("sql: validation", () => {
     expect(v({ connection: "warehose", query: "select 1" }, settings)).toEqual([
       'steps[1].config.connection: unknown sql connection "warehose" (configured connections: warehouse, pg)',
     ]);
+    // Names of Object.prototype members are not connections.
+    expect(v({ connection: "constructor", query: "select 1" }, settings)[0]).toContain(
+      'unknown sql connection "constructor"',
+    );
     expect(v({ connection: "w", query: "select 1" }, defaultStepTypeSettings())).toEqual([
       'steps[1].config.connection: unknown sql connection "w" (the server has no sql connections configured (settings.sqlConnections))',
     ]);
@@ -171,6 +175,21 @@ describe("sql: SQLite file", () => {
       new AbortController().signal,
     );
     expect(r.outputs?.row_count).toBe(0);
+  });
+
+  it("fails the attempt (and never crashes core) when rows.jsonl cannot be written", async () => {
+    // A working directory that is a file: opening rows.jsonl fails with ENOTDIR. Before the
+    // stream had an error listener this was an uncaught 'error' event, i.e. a core crash.
+    const notADir = join(mkdtempSync(join(tmpdir(), "kaon-sql-")), "file");
+    writeFileSync(notADir, "");
+    const ctx = makeStepContext({
+      config: { connection: "warehouse", query: "select * from users" },
+      settings,
+      workDir: notADir,
+    });
+    await expect(
+      sqlStepType.run(ctx, recordingReporter().reporter, new AbortController().signal),
+    ).rejects.toThrow(/sql on connection 'warehouse': cannot write rows\.jsonl: ENOTDIR/);
   });
 
   it("stops when aborted", async () => {

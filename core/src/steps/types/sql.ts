@@ -179,7 +179,7 @@ export const sqlStepType: InlineStepType = {
   validate(config, path, settings) {
     const check = new ConfigCheck(config, path, "sql").allowKeys(["connection", "query", "params"]);
     const name = check.string("connection", { required: true });
-    if (name !== undefined && name.trim() !== "" && settings.sqlConnections[name] === undefined) {
+    if (name !== undefined && name.trim() !== "" && !Object.hasOwn(settings.sqlConnections, name)) {
       const known = Object.keys(settings.sqlConnections);
       check.add(
         check.field("connection"),
@@ -214,8 +214,11 @@ export const sqlStepType: InlineStepType = {
   },
   async run(ctx, report, signal): Promise<EndResult> {
     const name = ctx.config.connection as string;
-    const connection = ctx.settings.sqlConnections[name];
-    if (connection === undefined) {
+    // Own keys only: "constructor" must not find Object.prototype's function.
+    const connection = Object.hasOwn(ctx.settings.sqlConnections, name)
+      ? ctx.settings.sqlConnections[name]
+      : undefined;
+    if (typeof connection !== "string") {
       throw new StepConfigError(`sql connection '${name}' is not configured on this server`);
     }
     const query = ctx.config.query as string;
@@ -223,10 +226,25 @@ export const sqlStepType: InlineStepType = {
     const binds = bindings(ctx);
     const rowsFile = join(ctx.workDir, ROWS_FILE);
     const out = createWriteStream(rowsFile);
+    // A file that cannot be written (missing directory, full disk) must fail the attempt: an
+    // 'error' event without a listener would crash core, and one swallowed would report rows
+    // that were never written.
+    let writeError: Error | undefined;
+    out.on("error", (e) => {
+      writeError ??= e;
+    });
     let count = 0;
     const write = async (row: Record<string, unknown>) => {
+      if (writeError) throw writeError;
       if (!out.write(`${jsonRow(row)}\n`)) await once(out, "drain");
       count++;
+    };
+    const closeRows = async () => {
+      if (!out.closed) {
+        out.end();
+        await once(out, "close").catch(() => {});
+      }
+      if (writeError) throw writeError;
     };
     try {
       if (signal.aborted) throw interrupted(signal);
@@ -235,12 +253,16 @@ export const sqlStepType: InlineStepType = {
       } else {
         await runStreaming(knex, query, binds, write, signal);
       }
+      await closeRows();
     } catch (e) {
+      await closeRows().catch(() => {});
       if (signal.aborted) throw interrupted(signal);
+      if (writeError) {
+        throw new Error(
+          `sql on connection '${name}': cannot write ${ROWS_FILE}: ${writeError.message}`,
+        );
+      }
       throw new Error(`sql on connection '${name}' failed: ${(e as Error).message}`);
-    } finally {
-      out.end();
-      await once(out, "close").catch(() => {});
     }
     report.message(`${count} rows written to ${ROWS_FILE}`, "info");
     return { succeeded: true, outputs: { row_count: count, rows_file: rowsFile } };

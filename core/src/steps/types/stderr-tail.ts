@@ -1,12 +1,13 @@
 // A failed process is only as debuggable as its end message. Spark and container runtimes bury
 // the cause in a long stderr (JVM logs, runtime chatter), so the spark and container types read
-// the tail of the attempt's stderr file and pick the lines that say what went wrong, for the
+// the tail of the attempt's stderr file (and stdout, where some runtimes send errors) and pick the lines that say what went wrong, for the
 // step's end message. The file is the one the engine gives the backend: `<workDir>/stderr`.
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-/** Name of the attempt's stderr file inside its working directory (engine convention). */
+/** Names of the attempt's output files inside its working directory (engine convention). */
 export const STDERR_FILE = "stderr";
+export const STDOUT_FILE = "stdout";
 
 const TAIL_BYTES = 64 * 1024;
 
@@ -27,9 +28,13 @@ export function readTail(path: string, maxBytes = TAIL_BYTES): string {
   }
 }
 
-/** The tail of the attempt's stderr. */
-export function attemptStderrTail(workDir: string, maxBytes = TAIL_BYTES): string {
-  return readTail(join(workDir, STDERR_FILE), maxBytes);
+/** The tail of the attempt's stderr (or stdout). */
+export function attemptOutputTail(
+  workDir: string,
+  file: typeof STDERR_FILE | typeof STDOUT_FILE = STDERR_FILE,
+  maxBytes = TAIL_BYTES,
+): string {
+  return readTail(join(workDir, file), maxBytes);
 }
 
 /** The last `n` non-blank lines of `text`, each cut to `width` characters. */

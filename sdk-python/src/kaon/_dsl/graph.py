@@ -55,6 +55,7 @@ class CommonStepOptions(TypedDict, total=False):
         ignore_failure: A failure does not fail the run.
         skip_if_outputs_exist: "never", "on_restart" or "always".
         join: "all" or "any": how incoming edges are awaited.
+        split: "and" or "xor": how outgoing edges are chosen (see `Step.branch`).
         config: Extra config keys merged over the type's own.
     """
 
@@ -70,6 +71,7 @@ class CommonStepOptions(TypedDict, total=False):
     ignore_failure: bool
     skip_if_outputs_exist: str
     join: str
+    split: str
     config: Mapping[str, Any]
 
 
@@ -266,7 +268,7 @@ class Step(Flow):
         self.ignore_failure: bool = options.pop("ignore_failure", False)
         self.skip_if_outputs_exist: str | None = options.pop("skip_if_outputs_exist", None)
         self.join: str | None = options.pop("join", None)
-        self.split: str | None = None
+        self.split: str | None = options.pop("split", None)
         if options:
             raise TypeError(f"step {id!r}: unknown option(s) {', '.join(sorted(options))}")
         self.next: list[Transition] = []
@@ -292,7 +294,8 @@ class Step(Flow):
 
         Args:
             xor: Take only the first edge whose condition holds (else the `otherwise` edge);
-                when False every edge whose condition holds is taken.
+                when False every edge whose condition holds is taken. Adding an
+                `otherwise` edge makes the split XOR either way.
         """
         if xor:
             self.split = "xor"
@@ -370,7 +373,13 @@ class Branch(Flow):
         return self._add(target, condition=str(condition), otherwise=False)
 
     def otherwise(self, target: FlowLike) -> Branch:
-        """Adds the edge taken when no other condition holds (XOR branches)."""
+        """Adds the edge taken when no other condition holds; makes the split XOR.
+
+        An `otherwise` edge only means something when one edge is chosen, so
+        `a.branch().when(c, b).otherwise(d)` is the same as `a.branch(xor=True)...`
+        (the TypeScript DSL does the same).
+        """
+        self._source.split = "xor"
         return self._add(target, condition="", otherwise=True)
 
     def _add(self, target: FlowLike, *, condition: str, otherwise: bool) -> Branch:

@@ -103,20 +103,48 @@ def python(
 def spark(
     id: str,
     *,
-    application: str | None = None,
+    app: str,
     main_class: str | None = None,
     args: Sequence[str] | None = None,
     conf: Mapping[str, str] | None = None,
-    spark_version: str | None = None,
+    py_files: Sequence[str] | None = None,
+    jars: Sequence[str] | None = None,
+    driver_memory: str | None = None,
+    executor_memory: str | None = None,
+    master: str | None = None,
+    version: str | None = None,
+    name: str | None = None,
     **options: Unpack[StepOptions],
 ) -> Step:
-    """Submits a Spark application (a jar with `main_class`, or a .py file)."""
+    """Submits a Spark application with `spark-submit` from a chosen Spark version.
+
+    Args:
+        id: Step id.
+        app: A Python file (.py), or a jar (.jar) with `main_class`.
+        main_class: Main class of a jar application.
+        args: Application arguments (templates).
+        conf: Spark conf (`--conf k=v`); keys with an option of their own are refused by core.
+        py_files: Extra Python files of a Python application.
+        jars: Extra jars.
+        driver_memory: e.g. "2g".
+        executor_memory: e.g. "4g".
+        master: Spark master URL; server default `local[2]`.
+        version: One of the Spark versions configured on the server.
+        name: Application name; default `<workflow>/<step path>`.
+        **options: Common step options.
+    """
     config = _given(
-        application=application,
+        app=app,
         main_class=main_class,
         args=list(args) if args is not None else None,
         conf=dict(conf) if conf is not None else None,
-        spark_version=spark_version,
+        py_files=list(py_files) if py_files is not None else None,
+        jars=list(jars) if jars is not None else None,
+        driver_memory=driver_memory,
+        executor_memory=executor_memory,
+        master=master,
+        version=version,
+        name=name,
     )
     return Step(id, "spark", config, **options)
 
@@ -126,14 +154,40 @@ def container(
     *,
     image: str,
     command: Sequence[str] | None = None,
-    args: Sequence[str] | None = None,
+    shell: str | None = None,
+    mounts: Sequence[Mapping[str, Any]] | None = None,
+    workdir: str | None = None,
+    runtime: str | None = None,
+    network: str | None = None,
+    pull: str | None = None,
+    init: bool | None = None,
     **options: Unpack[StepOptions],
 ) -> Step:
-    """Runs a container image, optionally overriding its command and args."""
+    """Runs a command in a container image (podman or docker on the agent).
+
+    Args:
+        id: Step id.
+        image: Image reference, e.g. "python:3.11-slim".
+        command: argv inside the container (no shell); default the image's entrypoint.
+        shell: A script for `/bin/sh -c` instead of `command`.
+        mounts: `{"source": ..., "target": ..., "read_only": bool}` bind mounts.
+        workdir: Absolute working directory inside the container.
+        runtime: "podman" or "docker"; default whichever is installed.
+        network: "host" (default), "none" or "bridge".
+        pull: "missing" (default), "always" or "never".
+        init: Run an init process as PID 1.
+        **options: Common step options.
+    """
     config = _given(
         image=image,
         command=list(command) if command is not None else None,
-        args=list(args) if args is not None else None,
+        shell=shell,
+        mounts=[dict(m) for m in mounts] if mounts is not None else None,
+        workdir=workdir,
+        runtime=runtime,
+        network=network,
+        pull=pull,
+        init=init,
     )
     return Step(id, "container", config, **options)
 

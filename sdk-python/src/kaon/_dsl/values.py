@@ -14,6 +14,8 @@ from typing import Any, TypeAlias
 
 from google.protobuf import duration_pb2, struct_pb2
 
+from kaon._errors import KaonError
+
 JsonValue: TypeAlias = Any
 """A value that encodes as JSON: None, bool, int, float, str, lists and str-keyed dicts."""
 
@@ -55,8 +57,10 @@ class OutputRef:
         return self.path
 
 
-class EncodeError(TypeError):
-    """A value cannot be encoded as JSON; the message names where and why."""
+class EncodeError(KaonError, TypeError):
+    """A value cannot be encoded (an output, a duration, a config value); the message names
+    where and why. A `KaonError` like everything the SDK raises, and a `TypeError`.
+    """
 
 
 def to_plain(value: object, where: str) -> JsonValue:
