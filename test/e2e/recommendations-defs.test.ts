@@ -148,7 +148,7 @@ describe("recommendations example definitions", () => {
       evaluate("0.3 / double(1 + 2 * loop.iteration)", { loop: { iteration: n } }),
     );
     expect(epochs).toEqual([1, 6, 11].map((value) => ({ ok: true, value })));
-    expect(reg.map((r) => (r.ok ? Number(r.value.toFixed(3)) : r))).toEqual([0.3, 0.1, 0.06]);
+    expect(reg.map((r) => (r.ok ? Number(Number(r.value).toFixed(3)) : r))).toEqual([0.3, 0.1, 0.06]);
     // The definition uses exactly these expressions.
     const json = workflow().toCanonicalJson();
     expect(json).toContain('"expr":"1 + 5 * loop.iteration"');
