@@ -27,6 +27,8 @@ fi
 { have make && have g++; } || missing+=(build-essential)
 have git || missing+=(git)
 have runuser || missing+=(util-linux)
+# Java runs Spark (spark steps, the example's global model).
+have java || missing+=(openjdk-17-jre-headless)
 
 step "system packages"
 if ((${#missing[@]} == 0)); then
@@ -103,13 +105,13 @@ if [[ ! -x "$KAON_VENV/bin/python" ]] || ! "$KAON_VENV/bin/python" -c 'import sy
   rm -rf "$KAON_VENV"
   "$python_bin" -m venv "$KAON_VENV"
 fi
-py_inputs=(scripts/python-tools.txt sdk-python/pyproject.toml)
+py_inputs=(scripts/python-tools.txt scripts/python-runtime.txt sdk-python/pyproject.toml)
 py_hash="$(hash_files "${py_inputs[@]}")-$("$KAON_VENV/bin/python" -c 'import sys; print(sys.version)' | tr -d ' \n')"
 py_stamp="$KAON_VENV/.kaon-setup-stamp"
 if [[ -f "$py_stamp" && "$(cat "$py_stamp")" == "$py_hash" ]]; then
   note "up to date"
 else
-  pip_args=(-r scripts/python-tools.txt)
+  pip_args=(-r scripts/python-tools.txt -r scripts/python-runtime.txt)
   if [[ -f sdk-python/pyproject.toml ]]; then
     pip_args+=(-e "sdk-python[dev]")
     note "pip install the SDK (editable, with [dev]) and the dev tools"
@@ -131,6 +133,13 @@ fi
 if [[ -f core/scripts/build-agent.sh ]]; then
   step "local agent (core/scripts/build-agent.sh)"
   bash core/scripts/build-agent.sh
+fi
+
+# ---- podman (container steps) --------------------------------------------------------------
+# Installed and configured where we are root (CI, a fresh machine); elsewhere the container
+# tests skip with the reason printed, and the script says what to run.
+if [[ $(id -u) -eq 0 || -x "$(command -v podman 2>/dev/null)" ]]; then
+  bash scripts/setup-podman.sh
 fi
 
 ok "setup done in $((SECONDS - started))s"

@@ -1,4 +1,3 @@
-// biome-ignore-all lint/suspicious/noTemplateCurlyInString: `${…}` here are kaon config templates, rendered by core at run time
 // The recommendations pipeline from the Meson paper, in kaon's TypeScript DSL: the same
 // workflow as pipeline.py, step for step (test/e2e/recommendations-defs.test.ts checks that both
 // compile to the same canonical definition).

@@ -18,7 +18,14 @@ import {
   RunStatus,
   WorkflowServiceDefinition,
 } from "@kaon/proto";
-import { type Channel, ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
+import {
+  type Channel,
+  ClientError,
+  createChannel,
+  createClient,
+  Metadata,
+  Status,
+} from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { compilePipeline, DEMO_SQL_CONNECTION } from "../../core/src/cli/commands/demo.js";
 import { resolveServerConfig } from "../../core/src/config.js";
@@ -74,7 +81,10 @@ async function missingPieces(): Promise<string[]> {
   try {
     execFileSync(VENV_PYTHON, ["-c", "import kaon, numpy, matplotlib, pyspark"], { stdio: "pipe" });
   } catch (err) {
-    const detail = String((err as { stderr?: Buffer }).stderr ?? err).trim().split("\n").pop();
+    const detail = String((err as { stderr?: Buffer }).stderr ?? err)
+      .trim()
+      .split("\n")
+      .pop();
     missing.push(
       `the venv lacks the example's Python packages (${detail}); install examples/recommendations/requirements.txt`,
     );

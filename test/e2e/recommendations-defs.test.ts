@@ -127,9 +127,10 @@ describe("recommendations example definitions", () => {
       if (!script) continue;
       checked.push(script);
       const missing = paramsRead(script).filter((k) => !params.has(k));
-      expect(missing, `step '${step.id}' runs ${script}, which reads params it does not get`).toEqual(
-        [],
-      );
+      expect(
+        missing,
+        `step '${step.id}' runs ${script}, which reads params it does not get`,
+      ).toEqual([]);
     }
     expect(checked.sort()).toEqual([
       "publish.py",
@@ -143,12 +144,16 @@ describe("recommendations example definitions", () => {
   });
 
   test("per-iteration params: longer training with less regularisation each pass", () => {
-    const epochs = [0, 1, 2].map((n) => evaluate("1 + 5 * loop.iteration", { loop: { iteration: n } }));
+    const epochs = [0, 1, 2].map((n) =>
+      evaluate("1 + 5 * loop.iteration", { loop: { iteration: n } }),
+    );
     const reg = [0, 1, 2].map((n) =>
       evaluate("0.3 / double(1 + 2 * loop.iteration)", { loop: { iteration: n } }),
     );
     expect(epochs).toEqual([1, 6, 11].map((value) => ({ ok: true, value })));
-    expect(reg.map((r) => (r.ok ? Number(Number(r.value).toFixed(3)) : r))).toEqual([0.3, 0.1, 0.06]);
+    expect(reg.map((r) => (r.ok ? Number(Number(r.value).toFixed(3)) : r))).toEqual([
+      0.3, 0.1, 0.06,
+    ]);
     // The definition uses exactly these expressions.
     const json = workflow().toCanonicalJson();
     expect(json).toContain('"expr":"1 + 5 * loop.iteration"');

@@ -15,10 +15,12 @@ describe("step type registry", () => {
   it("has the built-in types and knows the containers by name only", () => {
     expect([...builtinStepTypes().keys()].sort()).toEqual([
       "command",
+      "container",
       "http",
       "noop",
       "python",
       "sleep",
+      "spark",
       "sql",
     ]);
     expect(lookupStepType("command")?.kind).toBe("process");

@@ -1,0 +1,80 @@
+// Benchmarks (a) and (b): real processes through the engine and the local agent.
+// (a) a chain of 200 trivial command steps: overhead per hop beyond the bare process cost
+//     (the agent's own spawn+wait of `true`, one at a time, measured in the same run);
+// (b) a foreach of 10,000 `true` at concurrency 8 against the agent's spawn floor at the
+//     same concurrency, measured in the same run.
+// Run: npx tsx bench/engine-commands.ts [chainLength] [fanout]
+import { RunStatus } from "@kaon/proto";
+import { startEngineKaon } from "../test/engine/support/harness.js";
+
+const chainLength = Number(process.argv[2] ?? 200);
+const fanout = Number(process.argv[3] ?? 10_000);
+const k = await startEngineKaon({ resources: { cpus: 2 } });
+
+type Bench = { elapsedMs: number; failures: number };
+const conn = (k.backend as unknown as { conn: { request(r: object): Promise<Bench> } }).conn;
+const floor = (n: number, concurrency: number) => conn.request({ type: "bench", n, concurrency, argv: ["true"] });
+
+const tiny = { cpus: 0.1, memMb: 16 };
+try {
+  // (a) chain
+  const steps = Array.from({ length: chainLength }, (_, i) => ({
+    id: `s${i}`,
+    type: "command",
+    config: { argv: ["true"] },
+    resources: tiny,
+    ...(i + 1 < chainLength ? { next: [{ to: `s${i + 1}` }] } : {}),
+  }));
+  await k.deploy({ id: "chain", steps });
+  await floor(50, 1); // warm up
+  const chainFloor = await floor(chainLength, 1);
+  const t0 = performance.now();
+  const chain = await k.run("chain", {}, 600_000);
+  const chainMs = performance.now() - t0;
+  const perHop = chainMs / chainLength;
+  const perProcess = chainFloor.elapsedMs / chainLength;
+
+  // (b) fan-out
+  await k.deploy({
+    id: "fanout",
+    steps: [
+      {
+        id: "fe",
+        type: "foreach",
+        foreach: {
+          axes: [{ values: Array.from({ length: fanout }, (_, i) => i) }],
+          concurrency: 8,
+          body: [{ id: "t", type: "command", config: { argv: ["true"] }, resources: tiny }],
+        },
+      },
+    ],
+  });
+  const fanFloor = await floor(fanout, 8);
+  const t1 = performance.now();
+  const fan = await k.run("fanout", {}, 1_200_000);
+  const fanMs = performance.now() - t1;
+  console.log(
+    JSON.stringify({
+      bench: "engine-commands",
+      chain: {
+        steps: chainLength,
+        status: RunStatus[chain.run.status],
+        totalMs: Math.round(chainMs),
+        perHopMs: Number(perHop.toFixed(2)),
+        bareProcessMs: Number(perProcess.toFixed(2)),
+        overheadPerHopMs: Number((perHop - perProcess).toFixed(2)),
+      },
+      fanout: {
+        tasks: fanout,
+        concurrency: 8,
+        status: RunStatus[fan.run.status],
+        totalMs: Math.round(fanMs),
+        floorMs: Math.round(fanFloor.elapsedMs),
+        ratio: Number((fanMs / fanFloor.elapsedMs).toFixed(2)),
+      },
+      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+    }),
+  );
+} finally {
+  await k.stop();
+}
