@@ -5,6 +5,7 @@
 //     same concurrency, measured in the same run.
 // Run: npx tsx bench/engine-commands.ts [chainLength] [fanout]
 import { RunStatus } from "@kaon/proto";
+import { RUN_ENDED } from "../core/src/engine/notifier.js";
 import { startEngineKaon } from "../test/engine/support/harness.js";
 
 const chainLength = Number(process.argv[2] ?? 200);
@@ -13,9 +14,26 @@ const k = await startEngineKaon({ resources: { cpus: 2 } });
 
 type Bench = { elapsedMs: number; failures: number };
 const conn = (k.backend as unknown as { conn: { request(r: object): Promise<Bench> } }).conn;
-const floor = (n: number, concurrency: number) => conn.request({ type: "bench", n, concurrency, argv: ["true"] });
+const floor = (n: number, concurrency: number) =>
+  conn.request({ type: "bench", n, concurrency, argv: ["true"] });
 
 const tiny = { cpus: 0.1, memMb: 16 };
+
+/** Starts a run and resolves when it ends, waiting on the engine's notifier (no WatchRun). */
+async function runToEnd(workflowId: string) {
+  let runId = "";
+  const ended = new Promise<void>((resolve) => {
+    const off = k.engine.notifier.subscribe(RUN_ENDED, () => {
+      if (runId && !k.engine.isLive(runId)) {
+        off();
+        resolve();
+      }
+    });
+  });
+  ({ runId } = await k.engine.startRun({ workflowId, version: 0, params: {} }));
+  if (k.engine.isLive(runId)) await ended;
+  return { run: (await k.runs.getRun({ runId })).run as { status: number } };
+}
 try {
   // (a) chain
   const steps = Array.from({ length: chainLength }, (_, i) => ({
@@ -29,7 +47,7 @@ try {
   await floor(50, 1); // warm up
   const chainFloor = await floor(chainLength, 1);
   const t0 = performance.now();
-  const chain = await k.run("chain", {}, 600_000);
+  const chain = await runToEnd("chain");
   const chainMs = performance.now() - t0;
   const perHop = chainMs / chainLength;
   const perProcess = chainFloor.elapsedMs / chainLength;
@@ -51,7 +69,7 @@ try {
   });
   const fanFloor = await floor(fanout, 8);
   const t1 = performance.now();
-  const fan = await k.run("fanout", {}, 1_200_000);
+  const fan = await runToEnd("fanout");
   const fanMs = performance.now() - t1;
   console.log(
     JSON.stringify({

@@ -14,7 +14,10 @@ await k.deploy({
     {
       id: "fe",
       type: "foreach",
-      foreach: { axes: [{ name: "i", values: Array.from({ length: n }, (_, i) => i) }], body: [{ id: "n", type: "noop" }] },
+      foreach: {
+        axes: [{ name: "i", values: Array.from({ length: n }, (_, i) => i) }],
+        body: [{ id: "n", type: "noop" }],
+      },
     },
   ],
 });

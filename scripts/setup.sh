@@ -105,7 +105,7 @@ if [[ ! -x "$KAON_VENV/bin/python" ]] || ! "$KAON_VENV/bin/python" -c 'import sy
   rm -rf "$KAON_VENV"
   "$python_bin" -m venv "$KAON_VENV"
 fi
-py_inputs=(scripts/python-tools.txt scripts/python-runtime.txt sdk-python/pyproject.toml)
+py_inputs=(scripts/python-tools.txt scripts/python-runtime.txt examples/recommendations/requirements.txt sdk-python/pyproject.toml)
 py_hash="$(hash_files "${py_inputs[@]}")-$("$KAON_VENV/bin/python" -c 'import sys; print(sys.version)' | tr -d ' \n')"
 py_stamp="$KAON_VENV/.kaon-setup-stamp"
 if [[ -f "$py_stamp" && "$(cat "$py_stamp")" == "$py_hash" ]]; then

@@ -18,7 +18,12 @@ const sh = (script: string) => ({ shell: script });
 async function waitForStatus(runId: string, path: string, status: StepStatus): Promise<void> {
   const signal = AbortSignal.timeout(20_000);
   for await (const msg of k.runs.watchRun({ runId, afterSeq: 0 }, { signal })) {
-    if (msg.events.some((e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status)) return;
+    if (
+      msg.events.some(
+        (e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status,
+      )
+    )
+      return;
   }
   throw new Error(`run ${runId} ended before ${path} reached ${StepStatus[status]}`);
 }
@@ -33,7 +38,13 @@ describe("artifacts", () => {
           id: "use",
           type: "command",
           inputs: [{ name: "raw.events", partitions: { dateint: "${params.day}" } }],
-          outputs: [{ name: "clean.events", partitions: { dateint: "${params.day}", region: "US" }, uri: "file:///tmp/clean/${params.day}" }],
+          outputs: [
+            {
+              name: "clean.events",
+              partitions: { dateint: "${params.day}", region: "US" },
+              uri: "file:///tmp/clean/${params.day}",
+            },
+          ],
           config: sh("true"),
         },
       ],
@@ -44,28 +55,109 @@ describe("artifacts", () => {
     const waiting = (await k.runs.getStep({ runId, path: "use" })).step;
     expect(waiting?.reason).toBe("waiting for data: raw.events{dateint=20261121}");
     // A different partition does not wake it.
-    await k.artifacts.announce({ artifact: { name: "raw.events", partitions: { dateint: "20261120" }, uri: "x", namespace: "", producerRunId: "", producerPath: "", revision: 0, metadata: {} }, requestId: "" });
-    const a = await k.artifacts.announce({ artifact: { name: "raw.events", partitions: { dateint: "20261121" }, uri: "s3://raw/20261121", namespace: "", producerRunId: "", producerPath: "", revision: 0, metadata: { rows: 10 } }, requestId: "ann-1" });
+    await k.artifacts.announce({
+      artifact: {
+        name: "raw.events",
+        partitions: { dateint: "20261120" },
+        uri: "x",
+        namespace: "",
+        producerRunId: "",
+        producerPath: "",
+        revision: 0,
+        metadata: {},
+      },
+      requestId: "",
+    });
+    const a = await k.artifacts.announce({
+      artifact: {
+        name: "raw.events",
+        partitions: { dateint: "20261121" },
+        uri: "s3://raw/20261121",
+        namespace: "",
+        producerRunId: "",
+        producerPath: "",
+        revision: 0,
+        metadata: { rows: 10 },
+      },
+      requestId: "ann-1",
+    });
     expect(a.artifact?.revision).toBe(1);
     const { run: done, events } = await k.watch(runId);
     expect(done.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
-    expect(stepStatuses(events, "use").map((s) => StepStatus[Number(s)])[0]).toBe("STEP_STATUS_WAITING_FOR_DATA");
-    const out = await k.artifacts.getArtifact({ name: "clean.events", partitions: { region: "US", dateint: "20261121" }, namespace: "" });
-    expect(out.artifact).toMatchObject({ uri: "file:///tmp/clean/20261121", producerRunId: runId, producerPath: "use", revision: 1 });
+    expect(stepStatuses(events, "use").map((s) => StepStatus[Number(s)])[0]).toBe(
+      "STEP_STATUS_WAITING_FOR_DATA",
+    );
+    const out = await k.artifacts.getArtifact({
+      name: "clean.events",
+      partitions: { region: "US", dateint: "20261121" },
+      namespace: "",
+    });
+    expect(out.artifact).toMatchObject({
+      uri: "file:///tmp/clean/20261121",
+      producerRunId: runId,
+      producerPath: "use",
+      revision: 1,
+    });
     expect(events.some((e) => e.kind?.$case === "artifact")).toBe(true);
     // Idempotent announce by request id.
-    const again = await k.artifacts.announce({ artifact: { name: "raw.events", partitions: { dateint: "20261121" }, uri: "s3://raw/20261121", namespace: "", producerRunId: "", producerPath: "", revision: 0, metadata: {} }, requestId: "ann-1" });
+    const again = await k.artifacts.announce({
+      artifact: {
+        name: "raw.events",
+        partitions: { dateint: "20261121" },
+        uri: "s3://raw/20261121",
+        namespace: "",
+        producerRunId: "",
+        producerPath: "",
+        revision: 0,
+        metadata: {},
+      },
+      requestId: "ann-1",
+    });
     expect(again.artifact?.revision).toBe(1);
-    await k.artifacts.announce({ artifact: { name: "raw.events", partitions: { dateint: "20261121" }, uri: "s3://raw/20261121-v2", namespace: "", producerRunId: "", producerPath: "", revision: 0, metadata: { rows: 12 } }, requestId: "" });
-    const history = await k.artifacts.history({ name: "raw.events", partitions: { dateint: "20261121" }, namespace: "", limit: 0 });
-    expect(history.artifacts.map((h) => [h.revision, h.metadata?.rows])).toEqual([[1, 10], [2, 12]]);
-    const list = await k.artifacts.listArtifacts({ name: "raw.events", partitions: {}, namespace: "", pageSize: 1, pageToken: "" });
+    await k.artifacts.announce({
+      artifact: {
+        name: "raw.events",
+        partitions: { dateint: "20261121" },
+        uri: "s3://raw/20261121-v2",
+        namespace: "",
+        producerRunId: "",
+        producerPath: "",
+        revision: 0,
+        metadata: { rows: 12 },
+      },
+      requestId: "",
+    });
+    const history = await k.artifacts.history({
+      name: "raw.events",
+      partitions: { dateint: "20261121" },
+      namespace: "",
+      limit: 0,
+    });
+    expect(history.artifacts.map((h) => [h.revision, h.metadata?.rows])).toEqual([
+      [1, 10],
+      [2, 12],
+    ]);
+    const list = await k.artifacts.listArtifacts({
+      name: "raw.events",
+      partitions: {},
+      namespace: "",
+      pageSize: 1,
+      pageToken: "",
+    });
     expect(list.artifacts).toHaveLength(1);
     expect(list.nextPageToken).not.toBe("");
-    await expect(k.artifacts.getArtifact({ name: "raw.events", partitions: { dateint: "1" }, namespace: "" })).rejects.toThrow(/never announced/);
+    await expect(
+      k.artifacts.getArtifact({ name: "raw.events", partitions: { dateint: "1" }, namespace: "" }),
+    ).rejects.toThrow(/never announced/);
 
     // Restart from the beginning: the step's outputs exist, so it is skipped.
-    await k.runs.restartRun({ runId, from: RestartFrom.RESTART_FROM_BEGINNING, stepId: "", params: {}, requestId: "" });
+    await k.runs.restartRun({
+      runId,
+      from: RestartFrom.RESTART_FROM_BEGINNING,
+      stepId: "",
+      params: {},
+      requestId: "",
+    });
     const restarted = await k.watch(runId);
     expect(restarted.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     const use = (await k.runs.getStep({ runId, path: "use" })).step;
@@ -76,7 +168,11 @@ describe("artifacts", () => {
 
 describe("run strategies", () => {
   it("sequential runs queue and go one at a time; skip-if-running returns the running run", async () => {
-    await k.deploy({ id: "seq", runStrategy: { mode: "RUN_STRATEGY_MODE_SEQUENTIAL" }, steps: [{ id: "s", type: "command", config: sh("sleep 0.2") }] });
+    await k.deploy({
+      id: "seq",
+      runStrategy: { mode: "RUN_STRATEGY_MODE_SEQUENTIAL" },
+      steps: [{ id: "s", type: "command", config: sh("sleep 0.2") }],
+    });
     const r1 = (await k.runs.startRun({ workflowId: "seq" })).run?.id as string;
     const second = await k.runs.startRun({ workflowId: "seq" });
     expect(second.run?.status).toBe(RunStatus.RUN_STATUS_QUEUED);
@@ -86,14 +182,22 @@ describe("run strategies", () => {
     expect(b.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect(b.run.startedAt?.getTime()).toBeGreaterThanOrEqual(a.run.endedAt?.getTime() ?? 0);
 
-    await k.deploy({ id: "skipper", runStrategy: { mode: "RUN_STRATEGY_MODE_SKIP_IF_RUNNING" }, steps: [{ id: "s", type: "command", config: sh("sleep 0.2") }] });
+    await k.deploy({
+      id: "skipper",
+      runStrategy: { mode: "RUN_STRATEGY_MODE_SKIP_IF_RUNNING" },
+      steps: [{ id: "s", type: "command", config: sh("sleep 0.2") }],
+    });
     const s1 = await k.runs.startRun({ workflowId: "skipper" });
     const s2 = await k.runs.startRun({ workflowId: "skipper" });
     expect(s2.created).toBe(false);
     expect(s2.run?.id).toBe(s1.run?.id);
     await k.watch(s1.run?.id as string);
 
-    await k.deploy({ id: "canceller", runStrategy: { mode: "RUN_STRATEGY_MODE_CANCEL_PREVIOUS" }, steps: [{ id: "s", type: "command", config: sh("sleep 30") }] });
+    await k.deploy({
+      id: "canceller",
+      runStrategy: { mode: "RUN_STRATEGY_MODE_CANCEL_PREVIOUS" },
+      steps: [{ id: "s", type: "command", config: sh("sleep 30") }],
+    });
     const c1 = await k.runs.startRun({ workflowId: "canceller" });
     const c2 = await k.runs.startRun({ workflowId: "canceller" });
     const first = await k.watch(c1.run?.id as string);

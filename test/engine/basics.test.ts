@@ -22,13 +22,22 @@ describe("engine basics", () => {
       id: "linear",
       params: [{ name: "greeting", type: "PARAM_TYPE_STRING", value: "hello" }],
       steps: [
-        { id: "a", type: "command", config: sh('echo "n=41" >> "$KAON_OUTPUT"; echo "word=$KAON_PARAM_GREETING" >> "$KAON_OUTPUT"; echo out-a'), next: [{ to: "b" }] },
+        {
+          id: "a",
+          type: "command",
+          config: sh(
+            'echo "n=41" >> "$KAON_OUTPUT"; echo "word=$KAON_PARAM_GREETING" >> "$KAON_OUTPUT"; echo out-a',
+          ),
+          next: [{ to: "b" }],
+        },
         { id: "b", type: "noop", next: [{ to: "c" }] },
         {
           id: "c",
           type: "command",
           params: [{ name: "m", type: "PARAM_TYPE_INT", expr: "steps.a.outputs.n + 1" }],
-          config: sh('echo "m=$KAON_PARAM_M" >> "$KAON_OUTPUT"; echo "bad line" >> "$KAON_OUTPUT"; cat "$KAON_PARAMS_FILE" >&2'),
+          config: sh(
+            'echo "m=$KAON_PARAM_M" >> "$KAON_OUTPUT"; echo "bad line" >> "$KAON_OUTPUT"; cat "$KAON_PARAMS_FILE" >&2',
+          ),
         },
       ],
     });
@@ -41,7 +50,9 @@ describe("engine basics", () => {
     expect(a.attempts[0]?.exitCode).toBe(0);
     const c = await k.runs.getStep({ runId: run.id, path: "c" });
     expect(c.step?.params).toMatchObject({ greeting: "hello", m: 42 });
-    expect(c.step?.reports?.messages.map((m) => m.text).join("\n")).toContain('line 2 ignored: expected name=value, got "bad line"');
+    expect(c.step?.reports?.messages.map((m) => m.text).join("\n")).toContain(
+      'line 2 ignored: expected name=value, got "bad line"',
+    );
     expect(stepStatuses(events, "a").map(Number)).toEqual([
       StepStatus.STEP_STATUS_QUEUED,
       StepStatus.STEP_STATUS_LAUNCHING,
@@ -50,12 +61,26 @@ describe("engine basics", () => {
     ]);
     // Logs are served by TailLogs.
     let out = "";
-    for await (const chunk of k.runs.tailLogs({ runId: run.id, path: "a", attempt: 0, offset: 0, follow: false, stream: 0 })) {
+    for await (const chunk of k.runs.tailLogs({
+      runId: run.id,
+      path: "a",
+      attempt: 0,
+      offset: 0,
+      follow: false,
+      stream: 0,
+    })) {
       out += Buffer.from(chunk.data).toString();
     }
     expect(out).toBe("out-a\n");
     let err = "";
-    for await (const chunk of k.runs.tailLogs({ runId: run.id, path: "c", attempt: 1, offset: 0, follow: false, stream: 2 })) {
+    for await (const chunk of k.runs.tailLogs({
+      runId: run.id,
+      path: "c",
+      attempt: 1,
+      offset: 0,
+      follow: false,
+      stream: 2,
+    })) {
       err += Buffer.from(chunk.data).toString();
     }
     expect(JSON.parse(err)).toMatchObject({ greeting: "hello", m: 42 });
@@ -87,7 +112,17 @@ describe("engine basics", () => {
     const r1 = await k.run("xor");
     expect(r1.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     const statuses = async (runId: string) =>
-      Object.fromEntries(((await k.runs.listSteps({ runId, statuses: [], pathPrefix: "", pageSize: 100, pageToken: "" })).steps).map((s) => [s.path, StepStatus[s.status]]));
+      Object.fromEntries(
+        (
+          await k.runs.listSteps({
+            runId,
+            statuses: [],
+            pathPrefix: "",
+            pageSize: 100,
+            pageToken: "",
+          })
+        ).steps.map((s) => [s.path, StepStatus[s.status]]),
+      );
     expect(await statuses(r1.run.id)).toEqual({
       decide: "STEP_STATUS_SUCCEEDED",
       big: "STEP_STATUS_SKIPPED",
@@ -96,14 +131,23 @@ describe("engine basics", () => {
       join: "STEP_STATUS_SUCCEEDED",
     });
     const r2 = await k.run("xor", { x: 1 });
-    expect(await statuses(r2.run.id)).toMatchObject({ big: "STEP_STATUS_SKIPPED", medium: "STEP_STATUS_SKIPPED", small: "STEP_STATUS_SUCCEEDED", join: "STEP_STATUS_SUCCEEDED" });
+    expect(await statuses(r2.run.id)).toMatchObject({
+      big: "STEP_STATUS_SKIPPED",
+      medium: "STEP_STATUS_SKIPPED",
+      small: "STEP_STATUS_SUCCEEDED",
+      join: "STEP_STATUS_SUCCEEDED",
+    });
   });
 
   it("AND split with a skipped branch still joins (dead-path elimination) and shows ACTIVATED", async () => {
     await k.deploy({
       id: "andjoin",
       steps: [
-        { id: "start", type: "noop", next: [{ to: "left" }, { to: "right" }, { to: "never", condition: "false" }] },
+        {
+          id: "start",
+          type: "noop",
+          next: [{ to: "left" }, { to: "right" }, { to: "never", condition: "false" }],
+        },
         { id: "left", type: "command", config: sh("exit 0"), next: [{ to: "join" }] },
         { id: "right", type: "command", config: sh("sleep 0.3"), next: [{ to: "join" }] },
         { id: "never", type: "noop", next: [{ to: "after_never" }] },
@@ -116,8 +160,12 @@ describe("engine basics", () => {
     const join = stepStatuses(events, "join").map((s) => StepStatus[Number(s)]);
     expect(join[0]).toBe("STEP_STATUS_ACTIVATED");
     expect(join.at(-1)).toBe("STEP_STATUS_SUCCEEDED");
-    expect(stepStatuses(events, "never").map((s) => StepStatus[Number(s)])).toEqual(["STEP_STATUS_SKIPPED"]);
-    expect(stepStatuses(events, "after_never").map((s) => StepStatus[Number(s)])).toEqual(["STEP_STATUS_SKIPPED"]);
+    expect(stepStatuses(events, "never").map((s) => StepStatus[Number(s)])).toEqual([
+      "STEP_STATUS_SKIPPED",
+    ]);
+    expect(stepStatuses(events, "after_never").map((s) => StepStatus[Number(s)])).toEqual([
+      "STEP_STATUS_SKIPPED",
+    ]);
   });
 
   it("ANY join starts on the first arrival", async () => {
@@ -143,7 +191,12 @@ describe("engine basics", () => {
       id: "failing",
       steps: [
         { id: "start", type: "noop", next: [{ to: "bad" }, { to: "good" }] },
-        { id: "bad", type: "command", config: sh("echo boom >&2; exit 3"), next: [{ to: "after" }] },
+        {
+          id: "bad",
+          type: "command",
+          config: sh("echo boom >&2; exit 3"),
+          next: [{ to: "after" }],
+        },
         { id: "good", type: "command", config: sh("sleep 0.2") },
         { id: "after", type: "noop" },
       ],
@@ -151,28 +204,58 @@ describe("engine basics", () => {
     const { run } = await k.run("failing");
     expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
     expect(run.message).toContain("'bad'");
-    const steps = (await k.runs.listSteps({ runId: run.id, statuses: [], pathPrefix: "", pageSize: 10, pageToken: "" })).steps;
+    const steps = (
+      await k.runs.listSteps({
+        runId: run.id,
+        statuses: [],
+        pathPrefix: "",
+        pageSize: 10,
+        pageToken: "",
+      })
+    ).steps;
     const by = Object.fromEntries(steps.map((s) => [s.path, s]));
     expect(by.bad?.status).toBe(StepStatus.STEP_STATUS_FAILED);
     expect(by.bad?.reason).toBe("exit code 3");
     expect(by.good?.status).toBe(StepStatus.STEP_STATUS_SUCCEEDED);
     expect(by.after?.status).toBe(StepStatus.STEP_STATUS_SKIPPED);
     expect(by.after?.reason).toBe("upstream step failed");
-    const failedOnly = await k.runs.listSteps({ runId: run.id, statuses: [StepStatus.STEP_STATUS_FAILED], pathPrefix: "", pageSize: 10, pageToken: "" });
+    const failedOnly = await k.runs.listSteps({
+      runId: run.id,
+      statuses: [StepStatus.STEP_STATUS_FAILED],
+      pathPrefix: "",
+      pageSize: 10,
+      pageToken: "",
+    });
     expect(failedOnly.steps.map((s) => s.path)).toEqual(["bad"]);
   });
 
   it("takes in-job Report calls with the step token, idempotent by sequence, and revokes the token at the end", async () => {
     await k.deploy({
       id: "reporting",
-      steps: [{ id: "job", type: "command", config: sh('echo "$KAON_TOKEN" > token; echo "$KAON_ENDPOINT" > endpoint; while [ ! -f go ]; do sleep 0.02; done') }],
+      steps: [
+        {
+          id: "job",
+          type: "command",
+          config: sh(
+            'echo "$KAON_TOKEN" > token; echo "$KAON_ENDPOINT" > endpoint; while [ ! -f go ]; do sleep 0.02; done',
+          ),
+        },
+      ],
     });
     const { run } = await k.runs.startRun({ workflowId: "reporting" });
     const runId = run?.id as string;
     // Wait (with a deadline) for the job to be running, using WatchRun events.
     const ac = new AbortController();
     for await (const msg of k.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-      if (msg.events.some((e) => e.path === "job" && e.kind?.$case === "stepStatus" && e.kind.value === StepStatus.STEP_STATUS_RUNNING)) break;
+      if (
+        msg.events.some(
+          (e) =>
+            e.path === "job" &&
+            e.kind?.$case === "stepStatus" &&
+            e.kind.value === StepStatus.STEP_STATUS_RUNNING,
+        )
+      )
+        break;
     }
     const dir = `${k.dataDir}/runs/${runId}/job/1`;
     const readWhenThere = async (f: string) => {
@@ -189,13 +272,34 @@ describe("engine basics", () => {
     const job = k.jobClient(token);
     const ctx = await job.getContext({});
     expect(ctx).toMatchObject({ runId, path: "job", stepId: "job", attempt: 1 });
-    const r1 = await job.report({ sequence: 1, items: [{ kind: { $case: "output", value: { name: "auc", value: 0.91 } } }, { kind: { $case: "progress", value: { percent: 50, message: "half" } } }] });
+    const r1 = await job.report({
+      sequence: 1,
+      items: [
+        { kind: { $case: "output", value: { name: "auc", value: 0.91 } } },
+        { kind: { $case: "progress", value: { percent: 50, message: "half" } } },
+      ],
+    });
     expect(r1.appliedSequence).toBe(1);
     // A repeated batch is acknowledged and ignored.
-    const again = await job.report({ sequence: 1, items: [{ kind: { $case: "output", value: { name: "auc", value: 0.1 } } }] });
+    const again = await job.report({
+      sequence: 1,
+      items: [{ kind: { $case: "output", value: { name: "auc", value: 0.1 } } }],
+    });
     expect(again.appliedSequence).toBe(1);
-    await job.report({ sequence: 2, items: [{ kind: { $case: "counter", value: { name: "rows", delta: 5 } } }, { kind: { $case: "counter", value: { name: "rows", delta: 2 } } }, { kind: { $case: "milestone", value: "loaded" } }] });
-    await expect(job.report({ sequence: 3, items: [{ kind: { $case: "output", value: { name: "bad name", value: 1 } } }] })).rejects.toThrow(/items\[0\].*bad name/);
+    await job.report({
+      sequence: 2,
+      items: [
+        { kind: { $case: "counter", value: { name: "rows", delta: 5 } } },
+        { kind: { $case: "counter", value: { name: "rows", delta: 2 } } },
+        { kind: { $case: "milestone", value: "loaded" } },
+      ],
+    });
+    await expect(
+      job.report({
+        sequence: 3,
+        items: [{ kind: { $case: "output", value: { name: "bad name", value: 1 } } }],
+      }),
+    ).rejects.toThrow(/items\[0\].*bad name/);
     // Admin tokens cannot use the job service.
     await expect(k.jobClient(k.adminToken).getContext({})).rejects.toThrow(/step token/);
     const { writeFileSync } = await import("node:fs");
@@ -207,6 +311,43 @@ describe("engine basics", () => {
     expect(step?.progress).toBe(50);
     expect(step?.reports?.counters).toEqual({ rows: 7 });
     expect(step?.reports?.milestones.map((m) => m.name)).toEqual(["loaded"]);
-    await expect(job.report({ sequence: 4, items: [] })).rejects.toThrow(/no longer valid|not running/);
+    await expect(job.report({ sequence: 4, items: [] })).rejects.toThrow(
+      /no longer valid|not running/,
+    );
+  });
+
+  it("TailLogs follows an attempt's output until the attempt ends", async () => {
+    await k.deploy({
+      id: "tail",
+      steps: [
+        {
+          id: "talk",
+          type: "command",
+          config: sh("for i in 1 2 3; do echo line$i; sleep 0.1; done"),
+        },
+      ],
+    });
+    const { run } = await k.runs.startRun({ workflowId: "tail" });
+    const runId = run?.id as string;
+    for await (const msg of k.runs.watchRun({ runId, afterSeq: 0 })) {
+      if (
+        msg.events.some(
+          (e) =>
+            e.path === "talk" &&
+            e.kind?.$case === "stepStatus" &&
+            e.kind.value === StepStatus.STEP_STATUS_RUNNING,
+        )
+      )
+        break;
+    }
+    let text = "";
+    const signal = AbortSignal.timeout(20_000);
+    for await (const chunk of k.runs.tailLogs(
+      { runId, path: "talk", attempt: 1, offset: 0, follow: true, stream: 1 },
+      { signal },
+    )) {
+      text += Buffer.from(chunk.data).toString();
+    }
+    expect(text).toBe("line1\nline2\nline3\n");
   });
 });

@@ -19,7 +19,13 @@ async function allSteps(runId: string) {
   const out = [];
   let pageToken = "";
   do {
-    const page = await k.runs.listSteps({ runId, statuses: [], pathPrefix: "", pageSize: 3, pageToken });
+    const page = await k.runs.listSteps({
+      runId,
+      statuses: [],
+      pathPrefix: "",
+      pageSize: 3,
+      pageToken,
+    });
     out.push(...page.steps);
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -31,7 +37,12 @@ describe("containers", () => {
     await k.deploy({
       id: "fe",
       steps: [
-        { id: "wrangle", type: "command", config: sh(`echo 'regions=["US","BR","IN","FR","JP"]' >> "$KAON_OUTPUT"`), next: [{ to: "regional" }] },
+        {
+          id: "wrangle",
+          type: "command",
+          config: sh(`echo 'regions=["US","BR","IN","FR","JP"]' >> "$KAON_OUTPUT"`),
+          next: [{ to: "regional" }],
+        },
         {
           id: "regional",
           type: "foreach",
@@ -42,8 +53,13 @@ describe("containers", () => {
               {
                 id: "train",
                 type: "command",
-                params: [{ name: "region", type: "PARAM_TYPE_STRING", expr: "foreach.value" }, { name: "i", type: "PARAM_TYPE_INT", expr: "foreach.index" }],
-                config: sh(`echo "start $(date +%s%N)" >> "$KAON_OUTPUT.log"; echo "score=\\"$KAON_PARAM_REGION-$KAON_PARAM_I\\"" >> "$KAON_OUTPUT"; sleep 0.1`),
+                params: [
+                  { name: "region", type: "PARAM_TYPE_STRING", expr: "foreach.value" },
+                  { name: "i", type: "PARAM_TYPE_INT", expr: "foreach.index" },
+                ],
+                config: sh(
+                  `echo "start $(date +%s%N)" >> "$KAON_OUTPUT.log"; echo "score=\\"$KAON_PARAM_REGION-$KAON_PARAM_I\\"" >> "$KAON_OUTPUT"; sleep 0.1`,
+                ),
               },
             ],
           },
@@ -78,7 +94,13 @@ describe("containers", () => {
       peak = Math.max(peak, running);
     }
     expect(peak).toBe(2);
-    const prefixed = await k.runs.listSteps({ runId: run.id, statuses: [], pathPrefix: "regional[", pageSize: 100, pageToken: "" });
+    const prefixed = await k.runs.listSteps({
+      runId: run.id,
+      statuses: [],
+      pathPrefix: "regional[",
+      pageSize: 100,
+      pageToken: "",
+    });
     expect(prefixed.steps).toHaveLength(5);
   });
 
@@ -96,8 +118,23 @@ describe("containers", () => {
                 id: "inner",
                 type: "foreach",
                 foreach: {
-                  axes: [{ name: "x", values: ["p", "q"] }, { name: "y", values: [10, 20, 30] }],
-                  body: [{ id: "leaf", type: "noop", params: [{ name: "v", type: "PARAM_TYPE_STRING", expr: "foreach.values.x + string(foreach.values.y)" }] }],
+                  axes: [
+                    { name: "x", values: ["p", "q"] },
+                    { name: "y", values: [10, 20, 30] },
+                  ],
+                  body: [
+                    {
+                      id: "leaf",
+                      type: "noop",
+                      params: [
+                        {
+                          name: "v",
+                          type: "PARAM_TYPE_STRING",
+                          expr: "foreach.values.x + string(foreach.values.y)",
+                        },
+                      ],
+                    },
+                  ],
                 },
               },
             ],
@@ -111,7 +148,14 @@ describe("containers", () => {
     const leaves = steps.filter((s) => s.stepId === "leaf");
     expect(leaves).toHaveLength(12);
     expect(leaves[0]?.path).toBe("outer[0]/inner[0]/leaf");
-    expect(leaves.slice(0, 6).map((s) => s.params.v)).toEqual(["p10", "p20", "p30", "q10", "q20", "q30"]);
+    expect(leaves.slice(0, 6).map((s) => s.params.v)).toEqual([
+      "p10",
+      "p20",
+      "p30",
+      "q10",
+      "q20",
+      "q30",
+    ]);
     expect(run.stepCounts).toMatchObject({ STEP_STATUS_SUCCEEDED: 1 + 2 + 12 });
   });
 
@@ -127,24 +171,55 @@ describe("containers", () => {
             maxIterations: 10,
             body: [
               { id: "train", type: "noop", next: [{ to: "validate" }] },
-              { id: "validate", type: "command", params: [{ name: "it", type: "PARAM_TYPE_INT", expr: "loop.iteration" }], config: sh(`if [ "$KAON_PARAM_IT" -ge 2 ]; then echo stable=true; else echo stable=false; fi >> "$KAON_OUTPUT"`) },
+              {
+                id: "validate",
+                type: "command",
+                params: [{ name: "it", type: "PARAM_TYPE_INT", expr: "loop.iteration" }],
+                config: sh(
+                  `if [ "$KAON_PARAM_IT" -ge 2 ]; then echo stable=true; else echo stable=false; fi >> "$KAON_OUTPUT"`,
+                ),
+              },
             ],
           },
           next: [{ to: "publish" }],
         },
-        { id: "publish", type: "noop", params: [{ name: "n", type: "PARAM_TYPE_INT", expr: "steps.tune.outputs.iterations" }] },
+        {
+          id: "publish",
+          type: "noop",
+          params: [{ name: "n", type: "PARAM_TYPE_INT", expr: "steps.tune.outputs.iterations" }],
+        },
       ],
     });
     const { run } = await k.run("loop_until");
     expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     const steps = await allSteps(run.id);
-    expect(steps.map((s) => s.path)).toEqual(["tune", "tune@0/train", "tune@0/validate", "tune@1/train", "tune@1/validate", "tune@2/train", "tune@2/validate", "publish"]);
-    expect(steps.find((s) => s.path === "tune")?.reason).toContain("'until' held after iteration 2");
+    expect(steps.map((s) => s.path)).toEqual([
+      "tune",
+      "tune@0/train",
+      "tune@0/validate",
+      "tune@1/train",
+      "tune@1/validate",
+      "tune@2/train",
+      "tune@2/validate",
+      "publish",
+    ]);
+    expect(steps.find((s) => s.path === "tune")?.reason).toContain(
+      "'until' held after iteration 2",
+    );
     expect(steps.find((s) => s.path === "publish")?.params.n).toBe(3);
   });
 
   it("loop ends successfully at its max iterations", async () => {
-    await k.deploy({ id: "loop_max", steps: [{ id: "l", type: "loop", loop: { until: "false", maxIterations: 3, body: [{ id: "b", type: "noop" }] } }] });
+    await k.deploy({
+      id: "loop_max",
+      steps: [
+        {
+          id: "l",
+          type: "loop",
+          loop: { until: "false", maxIterations: 3, body: [{ id: "b", type: "noop" }] },
+        },
+      ],
+    });
     const { run } = await k.run("loop_max");
     expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     const l = (await k.runs.getStep({ runId: run.id, path: "l" })).step;
@@ -153,22 +228,62 @@ describe("containers", () => {
   });
 
   it("subworkflow starts a child run, waits, and surfaces its outputs", async () => {
-    await k.deploy({ id: "child", params: [{ name: "x", type: "PARAM_TYPE_INT", required: true }], steps: [{ id: "double", type: "command", config: sh(`echo "y=$((KAON_PARAM_X * 2))" >> "$KAON_OUTPUT"`) }] });
+    await k.deploy({
+      id: "child",
+      params: [{ name: "x", type: "PARAM_TYPE_INT", required: true }],
+      steps: [
+        {
+          id: "double",
+          type: "command",
+          config: sh(`echo "y=$((KAON_PARAM_X * 2))" >> "$KAON_OUTPUT"`),
+        },
+      ],
+    });
     await k.deploy({
       id: "parent",
       steps: [
-        { id: "sub", type: "subworkflow", subworkflow: { workflowId: "child", params: [{ name: "x", type: "PARAM_TYPE_INT", expr: "20 + 1" }] }, next: [{ to: "use" }] },
-        { id: "use", type: "noop", params: [{ name: "y", type: "PARAM_TYPE_INT", expr: "steps.sub.outputs['double.y']" }] },
+        {
+          id: "sub",
+          type: "subworkflow",
+          subworkflow: {
+            workflowId: "child",
+            params: [{ name: "x", type: "PARAM_TYPE_INT", expr: "20 + 1" }],
+          },
+          next: [{ to: "use" }],
+        },
+        {
+          id: "use",
+          type: "noop",
+          params: [{ name: "y", type: "PARAM_TYPE_INT", expr: "steps.sub.outputs['double.y']" }],
+        },
       ],
     });
     const { run } = await k.run("parent");
     expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     const use = (await k.runs.getStep({ runId: run.id, path: "use" })).step;
     expect(use?.params.y).toBe(42);
-    const children = await k.runs.listRuns({ workflowId: "child", statuses: [], pageSize: 10, pageToken: "", namespace: "" });
+    const children = await k.runs.listRuns({
+      workflowId: "child",
+      statuses: [],
+      pageSize: 10,
+      pageToken: "",
+      namespace: "",
+    });
     expect(children.runs[0]?.initiator?.parentRunId).toBe(run.id);
     // A failing child fails the parent step.
-    await k.deploy({ id: "parent2", steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "child", params: [{ name: "x", type: "PARAM_TYPE_STRING", value: "oops" }] } }] });
+    await k.deploy({
+      id: "parent2",
+      steps: [
+        {
+          id: "sub",
+          type: "subworkflow",
+          subworkflow: {
+            workflowId: "child",
+            params: [{ name: "x", type: "PARAM_TYPE_STRING", value: "oops" }],
+          },
+        },
+      ],
+    });
     const bad = await k.run("parent2");
     expect(bad.run.status).toBe(RunStatus.RUN_STATUS_FAILED);
     const sub = (await k.runs.getStep({ runId: bad.run.id, path: "sub" })).step;

@@ -37,7 +37,11 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function startServerProcess(): Promise<{ child: ChildProcess; grpc: string; adminToken: string }> {
+async function startServerProcess(): Promise<{
+  child: ChildProcess;
+  grpc: string;
+  adminToken: string;
+}> {
   const child = spawn(tsx, [here, dataDir], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -74,7 +78,13 @@ describe("recovery after kill -9", () => {
           foreach: {
             axes: [{ values: [0, 1, 2, 3, 4, 5] }],
             concurrency: 3,
-            body: [{ id: "work", type: "command", config: { shell: `echo "work-$KAON_PATH" >> "${counter}"; sleep 0.6` } }],
+            body: [
+              {
+                id: "work",
+                type: "command",
+                config: { shell: `echo "work-$KAON_PATH" >> "${counter}"; sleep 0.6` },
+              },
+            ],
           },
           next: [{ to: "last" }],
         },
@@ -83,7 +93,9 @@ describe("recovery after kill -9", () => {
     });
     // Deploy straight into the database before the server starts.
     const db = await openDatabase({ url: `sqlite:${join(dataDir, "kaon.db")}` });
-    const text = JSON.stringify(messageToJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", def));
+    const text = JSON.stringify(
+      messageToJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", def),
+    );
     await new WorkflowRepo(db).deploy({
       workflowId: "crashy",
       namespace: "default",
@@ -104,7 +116,12 @@ describe("recovery after kill -9", () => {
     let running = 0;
     for await (const msg of c1.watchRun({ runId, afterSeq: 0 })) {
       for (const e of msg.events) {
-        if (e.path.startsWith("fan[") && e.kind?.$case === "stepStatus" && e.kind.value === StepStatus.STEP_STATUS_RUNNING) running++;
+        if (
+          e.path.startsWith("fan[") &&
+          e.kind?.$case === "stepStatus" &&
+          e.kind.value === StepStatus.STEP_STATUS_RUNNING
+        )
+          running++;
       }
       if (running >= 3) break;
     }
@@ -115,7 +132,8 @@ describe("recovery after kill -9", () => {
     const c2 = client(s2.grpc, s2.adminToken);
     const deadline = AbortSignal.timeout(30_000);
     let final: Run | undefined;
-    for await (const msg of c2.watchRun({ runId, afterSeq: 0 }, { signal: deadline })) final = msg.run;
+    for await (const msg of c2.watchRun({ runId, afterSeq: 0 }, { signal: deadline }))
+      final = msg.run;
     expect(final?.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     const lines = readFileSync(counter, "utf8").trim().split("\n").sort();
     expect(lines).toEqual([
@@ -131,7 +149,10 @@ describe("recovery after kill -9", () => {
     // Every step instance has exactly one attempt: re-adopted, never re-run.
     for (const path of ["first", "fan[0]/work", "fan[1]/work", "fan[2]/work", "last"]) {
       const got = await c2.getStep({ runId, path });
-      expect(got.attempts.map((a) => a.number), path).toEqual([1]);
+      expect(
+        got.attempts.map((a) => a.number),
+        path,
+      ).toEqual([1]);
     }
     // Events stay dense across the crash.
     const events = [];

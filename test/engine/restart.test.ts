@@ -1,7 +1,7 @@
 // Restart in place (from failed, from a step with param overrides, from the beginning) and
 // RetryStep: earlier attempts stay visible, kept steps keep their outcome, attempt numbers
 // keep increasing, and the preconditions are enforced.
-import { RunStatus, RestartFrom, StepStatus } from "@kaon/proto";
+import { RestartFrom, RunStatus, StepStatus } from "@kaon/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type EngineKaon, startEngineKaon } from "./support/harness.js";
 
@@ -21,15 +21,45 @@ describe("restart and retry", () => {
       id: "rs",
       params: [{ name: "ok", type: "PARAM_TYPE_BOOL", value: false }],
       steps: [
-        { id: "prep", type: "command", config: sh('echo "v=7" >> "$KAON_OUTPUT"'), next: [{ to: "train" }] },
-        { id: "train", type: "command", config: sh('[ "$KAON_PARAM_OK" = true ] || exit 1; echo "got=$KAON_PARAM_OK" >> "$KAON_OUTPUT"'), next: [{ to: "publish" }] },
-        { id: "publish", type: "noop", params: [{ name: "v", type: "PARAM_TYPE_INT", expr: "steps.prep.outputs.v" }] },
+        {
+          id: "prep",
+          type: "command",
+          config: sh('echo "v=7" >> "$KAON_OUTPUT"'),
+          next: [{ to: "train" }],
+        },
+        {
+          id: "train",
+          type: "command",
+          config: sh(
+            '[ "$KAON_PARAM_OK" = true ] || exit 1; echo "got=$KAON_PARAM_OK" >> "$KAON_OUTPUT"',
+          ),
+          next: [{ to: "publish" }],
+        },
+        {
+          id: "publish",
+          type: "noop",
+          params: [{ name: "v", type: "PARAM_TYPE_INT", expr: "steps.prep.outputs.v" }],
+        },
       ],
     });
     const first = await k.run("rs");
     expect(first.run.status).toBe(RunStatus.RUN_STATUS_FAILED);
-    await expect(k.runs.restartRun({ runId: first.run.id, from: RestartFrom.RESTART_FROM_STEP, stepId: "nope", params: {}, requestId: "" })).rejects.toThrow(/no top-level step 'nope'/);
-    await k.runs.restartRun({ runId: first.run.id, from: RestartFrom.RESTART_FROM_STEP, stepId: "train", params: { ok: true }, requestId: "r1" });
+    await expect(
+      k.runs.restartRun({
+        runId: first.run.id,
+        from: RestartFrom.RESTART_FROM_STEP,
+        stepId: "nope",
+        params: {},
+        requestId: "",
+      }),
+    ).rejects.toThrow(/no top-level step 'nope'/);
+    await k.runs.restartRun({
+      runId: first.run.id,
+      from: RestartFrom.RESTART_FROM_STEP,
+      stepId: "train",
+      params: { ok: true },
+      requestId: "r1",
+    });
     const { run } = await k.watch(first.run.id);
     expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect(run.restartCount).toBe(1);
@@ -37,10 +67,19 @@ describe("restart and retry", () => {
     const prep = await k.runs.getStep({ runId: run.id, path: "prep" });
     expect(prep.attempts).toHaveLength(1);
     const train = await k.runs.getStep({ runId: run.id, path: "train" });
-    expect(train.attempts.map((a) => [a.number, a.exitCode])).toEqual([[1, 1], [2, 0]]);
+    expect(train.attempts.map((a) => [a.number, a.exitCode])).toEqual([
+      [1, 1],
+      [2, 0],
+    ]);
     expect((await k.runs.getStep({ runId: run.id, path: "publish" })).step?.params.v).toBe(7);
     // The same request id does not restart again.
-    await k.runs.restartRun({ runId: first.run.id, from: RestartFrom.RESTART_FROM_STEP, stepId: "train", params: {}, requestId: "r1" });
+    await k.runs.restartRun({
+      runId: first.run.id,
+      from: RestartFrom.RESTART_FROM_STEP,
+      stepId: "train",
+      params: {},
+      requestId: "r1",
+    });
     expect((await k.runs.getRun({ runId: run.id })).run?.restartCount).toBe(1);
   });
 
@@ -49,22 +88,48 @@ describe("restart and retry", () => {
       id: "rf",
       steps: [
         { id: "a", type: "command", config: sh("true"), next: [{ to: "b" }] },
-        { id: "b", type: "command", config: sh('[ "$KAON_ATTEMPT" -ge 2 ] || exit 1'), next: [{ to: "c" }] },
+        {
+          id: "b",
+          type: "command",
+          config: sh('[ "$KAON_ATTEMPT" -ge 2 ] || exit 1'),
+          next: [{ to: "c" }],
+        },
         { id: "c", type: "noop" },
       ],
     });
     const first = await k.run("rf");
     expect(first.run.status).toBe(RunStatus.RUN_STATUS_FAILED);
-    await k.runs.restartRun({ runId: first.run.id, from: RestartFrom.RESTART_FROM_FAILED, stepId: "", params: {}, requestId: "" });
+    await k.runs.restartRun({
+      runId: first.run.id,
+      from: RestartFrom.RESTART_FROM_FAILED,
+      stepId: "",
+      params: {},
+      requestId: "",
+    });
     const { run, events } = await k.watch(first.run.id);
     expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect((await k.runs.getStep({ runId: run.id, path: "a" })).attempts).toHaveLength(1);
     expect((await k.runs.getStep({ runId: run.id, path: "b" })).attempts).toHaveLength(2);
-    expect(events.filter((e) => e.kind?.$case === "runStatus" && e.kind.value === RunStatus.RUN_STATUS_SUCCEEDED)).toHaveLength(1);
+    expect(
+      events.filter(
+        (e) => e.kind?.$case === "runStatus" && e.kind.value === RunStatus.RUN_STATUS_SUCCEEDED,
+      ),
+    ).toHaveLength(1);
 
-    await k.deploy({ id: "longrun", steps: [{ id: "x", type: "command", config: sh("sleep 30") }] });
+    await k.deploy({
+      id: "longrun",
+      steps: [{ id: "x", type: "command", config: sh("sleep 30") }],
+    });
     const { run: live } = await k.runs.startRun({ workflowId: "longrun" });
-    await expect(k.runs.restartRun({ runId: live?.id as string, from: 0, stepId: "", params: {}, requestId: "" })).rejects.toThrow(/FAILED_PRECONDITION|only a finished run/);
+    await expect(
+      k.runs.restartRun({
+        runId: live?.id as string,
+        from: 0,
+        stepId: "",
+        params: {},
+        requestId: "",
+      }),
+    ).rejects.toThrow(/FAILED_PRECONDITION|only a finished run/);
     await k.runs.stopRun({ runId: live?.id as string, reason: "" });
     await k.watch(live?.id as string);
   });
@@ -76,7 +141,16 @@ describe("restart and retry", () => {
         {
           id: "fe",
           type: "foreach",
-          foreach: { axes: [{ values: [0, 1, 2] }], body: [{ id: "w", type: "command", config: sh('[ "$KAON_PATH" != "fe[1]/w" ] || [ "$KAON_ATTEMPT" -ge 2 ] || exit 4') }] },
+          foreach: {
+            axes: [{ values: [0, 1, 2] }],
+            body: [
+              {
+                id: "w",
+                type: "command",
+                config: sh('[ "$KAON_PATH" != "fe[1]/w" ] || [ "$KAON_ATTEMPT" -ge 2 ] || exit 4'),
+              },
+            ],
+          },
           next: [{ to: "end" }],
         },
         { id: "end", type: "noop" },
@@ -84,19 +158,39 @@ describe("restart and retry", () => {
     });
     const first = await k.run("rb");
     expect(first.run.status).toBe(RunStatus.RUN_STATUS_FAILED);
-    const failed = await k.runs.listSteps({ runId: first.run.id, statuses: [StepStatus.STEP_STATUS_FAILED], pathPrefix: "fe[", pageSize: 10, pageToken: "" });
+    const failed = await k.runs.listSteps({
+      runId: first.run.id,
+      statuses: [StepStatus.STEP_STATUS_FAILED],
+      pathPrefix: "fe[",
+      pageSize: 10,
+      pageToken: "",
+    });
     expect(failed.steps.map((s) => s.path)).toEqual(["fe[1]/w"]);
-    await expect(k.runs.retryStep({ runId: first.run.id, path: "fe[0]/w" })).rejects.toThrow(/SUCCEEDED/);
+    await expect(k.runs.retryStep({ runId: first.run.id, path: "fe[0]/w" })).rejects.toThrow(
+      /SUCCEEDED/,
+    );
     await k.runs.retryStep({ runId: first.run.id, path: "fe[1]/w" });
     const { run } = await k.watch(first.run.id);
     expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect((await k.runs.getStep({ runId: run.id, path: "fe[0]/w" })).attempts).toHaveLength(1);
-    expect((await k.runs.getStep({ runId: run.id, path: "fe[1]/w" })).attempts.map((a) => a.number)).toEqual([1, 2]);
-    expect((await k.runs.getStep({ runId: run.id, path: "end" })).step?.status).toBe(StepStatus.STEP_STATUS_SUCCEEDED);
+    expect(
+      (await k.runs.getStep({ runId: run.id, path: "fe[1]/w" })).attempts.map((a) => a.number),
+    ).toEqual([1, 2]);
+    expect((await k.runs.getStep({ runId: run.id, path: "end" })).step?.status).toBe(
+      StepStatus.STEP_STATUS_SUCCEEDED,
+    );
 
-    await k.runs.restartRun({ runId: run.id, from: RestartFrom.RESTART_FROM_BEGINNING, stepId: "", params: {}, requestId: "" });
+    await k.runs.restartRun({
+      runId: run.id,
+      from: RestartFrom.RESTART_FROM_BEGINNING,
+      stepId: "",
+      params: {},
+      requestId: "",
+    });
     const again = await k.watch(run.id);
     expect(again.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
-    expect((await k.runs.getStep({ runId: run.id, path: "fe[0]/w" })).attempts.map((a) => a.number)).toEqual([1, 2]);
+    expect(
+      (await k.runs.getStep({ runId: run.id, path: "fe[0]/w" })).attempts.map((a) => a.number),
+    ).toEqual([1, 2]);
   });
 });

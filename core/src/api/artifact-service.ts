@@ -1,6 +1,6 @@
 // ArtifactService (artifact_service.proto): announcements from outside kaon (which wake
 // steps WAITING_FOR_DATA and artifact triggers), and reads of partitions and their history.
-import { type Artifact, ArtifactServiceDefinition } from "@kaon/proto";
+import type { Artifact, ArtifactServiceDefinition } from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Engine } from "../engine/engine.js";
 import type { CallContextExt } from "./auth.js";
@@ -14,7 +14,9 @@ function checkName(name: string, field: string): void {
     throw new InvalidArgumentError(`invalid ${field}`, [
       {
         field,
-        description: name ? `'${name.slice(0, 80)}' is not a valid artifact name` : "empty artifact name",
+        description: name
+          ? `'${name.slice(0, 80)}' is not a valid artifact name`
+          : "empty artifact name",
         hint: "use letters, digits and . _ - / (1-256 chars), e.g. models.regional",
       },
     ]);
@@ -25,12 +27,20 @@ function checkPartitions(partitions: Record<string, string>, field: string): voi
   for (const [k, v] of Object.entries(partitions)) {
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) {
       throw new InvalidArgumentError(`invalid ${field}`, [
-        { field: `${field}.${k}`, description: `partition key '${k}' is not valid`, hint: "letters, digits and _" },
+        {
+          field: `${field}.${k}`,
+          description: `partition key '${k}' is not valid`,
+          hint: "letters, digits and _",
+        },
       ]);
     }
     if (v.includes(",") || v.length > 256) {
       throw new InvalidArgumentError(`invalid ${field}`, [
-        { field: `${field}.${k}`, description: `partition value '${v.slice(0, 40)}' is not valid`, hint: "at most 256 chars, no commas" },
+        {
+          field: `${field}.${k}`,
+          description: `partition value '${v.slice(0, 40)}' is not valid`,
+          hint: "at most 256 chars, no commas",
+        },
       ]);
     }
   }
@@ -87,7 +97,10 @@ export function createArtifactService(options: {
         const parts = Object.entries(req.partitions)
           .map(([k, v]) => `${k}=${v}`)
           .join(",");
-        throw new ServerError(Status.NOT_FOUND, `artifact '${req.name}' {${parts}} was never announced`);
+        throw new ServerError(
+          Status.NOT_FOUND,
+          `artifact '${req.name}' {${parts}} was never announced`,
+        );
       }
       return { artifact: found };
     },

@@ -2,7 +2,7 @@
 // (KAON_TOKEN). The auth middleware has already verified the token and put the attempt's
 // identity on `context.auth`; the engine checks that the attempt is still live, applies
 // reports (idempotent by per-attempt sequence) and answers only after they are durable.
-import { JobServiceDefinition } from "@kaon/proto";
+import type { JobServiceDefinition } from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Engine, StepIdentity } from "../engine/engine.js";
 import type { CallContextExt } from "./auth.js";
@@ -35,12 +35,20 @@ export function createJobService(options: {
       const sequence = Number(req.sequence);
       if (!Number.isInteger(sequence) || sequence < 1) {
         throw new InvalidArgumentError("invalid sequence", [
-          { field: "sequence", description: `sequence ${req.sequence} must be 1 or more`, hint: "number batches 1, 2, 3, ... per attempt" },
+          {
+            field: "sequence",
+            description: `sequence ${req.sequence} must be 1 or more`,
+            hint: "number batches 1, 2, 3, ... per attempt",
+          },
         ]);
       }
       if (req.items.length > 1000) {
         throw new InvalidArgumentError("too many items", [
-          { field: "items", description: `${req.items.length} items in one batch`, hint: "send at most 1000 items per Report" },
+          {
+            field: "items",
+            description: `${req.items.length} items in one batch`,
+            hint: "send at most 1000 items per Report",
+          },
         ]);
       }
       const applied = await engineCall(() => engine.report(id, sequence, req.items));
@@ -53,7 +61,11 @@ export function createJobService(options: {
       const a = req.artifact;
       if (!a?.name) {
         throw new InvalidArgumentError("artifact.name is required", [
-          { field: "artifact.name", description: "empty artifact name", hint: "e.g. models.regional" },
+          {
+            field: "artifact.name",
+            description: "empty artifact name",
+            hint: "e.g. models.regional",
+          },
         ]);
       }
       const namespace = engine.runNamespace(ctx.runId) ?? "default";

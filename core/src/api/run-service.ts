@@ -17,13 +17,9 @@ import {
   type StepInstance,
 } from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
-import { EngineError, type Engine } from "../engine/engine.js";
+import { type Engine, EngineError } from "../engine/engine.js";
 import { attemptKey, runKey } from "../engine/notifier.js";
-import {
-  attemptFromRow,
-  runFromRow,
-  stepFromRow,
-} from "../store/runs/run-queries.js";
+import { attemptFromRow, runFromRow, stepFromRow } from "../store/runs/run-queries.js";
 import { createArtifactService } from "./artifact-service.js";
 import type { CallContextExt } from "./auth.js";
 import { InvalidArgumentError, ServerError, Status } from "./errors.js";
@@ -120,7 +116,8 @@ export function createRunService(
   async function getStep(runId: string, path: string): Promise<StepInstance> {
     const row = await q.stepRow(runId, path);
     if (!row) {
-      if (!(await q.runRow(runId))) throw new ServerError(Status.NOT_FOUND, `run '${runId}' does not exist`);
+      if (!(await q.runRow(runId)))
+        throw new ServerError(Status.NOT_FOUND, `run '${runId}' does not exist`);
       throw new ServerError(Status.NOT_FOUND, `run '${runId}' has no step instance '${path}'`);
     }
     return stepFromRow(row);
@@ -134,7 +131,11 @@ export function createRunService(
         sel?.$case === "number" ? sel.value : sel?.$case === "latest" && sel.value ? -1 : 0;
       if (sel?.$case === "number" && sel.value <= 0) {
         throw new InvalidArgumentError("invalid version", [
-          { field: "version.number", description: `version ${sel.value} does not exist`, hint: "versions start at 1" },
+          {
+            field: "version.number",
+            description: `version ${sel.value} does not exist`,
+            hint: "versions start at 1",
+          },
         ]);
       }
       const { runId, created } = await engineCall(() =>
@@ -184,7 +185,9 @@ export function createRunService(
       return {
         runs,
         nextPageToken:
-          rows.length > limit && last ? encodePageToken({ c: Number(last.created_at), i: last.id }) : "",
+          rows.length > limit && last
+            ? encodePageToken({ c: Number(last.created_at), i: last.id })
+            : "",
       };
     },
 
@@ -275,12 +278,20 @@ export function createRunService(
       const end = Number(req.endTs);
       if (!start || !end || end < start) {
         throw new InvalidArgumentError("invalid backfill range", [
-          { field: "end_ts", description: `range ${start}..${end} is empty`, hint: "set start_ts <= end_ts (epoch ms)" },
+          {
+            field: "end_ts",
+            description: `range ${start}..${end} is empty`,
+            hint: "set start_ts <= end_ts (epoch ms)",
+          },
         ]);
       }
       if ((end - start) / step > 10_000) {
         throw new InvalidArgumentError("backfill range too large", [
-          { field: "step_ms", description: `${Math.floor((end - start) / step) + 1} runs requested`, hint: "at most 10000 runs per backfill" },
+          {
+            field: "step_ms",
+            description: `${Math.floor((end - start) / step) + 1} runs requested`,
+            hint: "at most 10000 runs per backfill",
+          },
         ]);
       }
       const runs: Run[] = [];
@@ -359,7 +370,10 @@ export function createRunService(
       const step = await getStep(req.runId, req.path);
       const number = req.attempt > 0 ? req.attempt : step.attemptCount;
       if (number <= 0) {
-        throw new ServerError(Status.FAILED_PRECONDITION, `step '${req.path}' has not started an attempt yet`);
+        throw new ServerError(
+          Status.FAILED_PRECONDITION,
+          `step '${req.path}' has not started an attempt yet`,
+        );
       }
       const attempts = await q.attemptRows(req.runId, req.path);
       if (!attempts.some((a) => a.number === number) && req.attempt > 0) {

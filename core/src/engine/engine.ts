@@ -11,8 +11,8 @@ import { join } from "node:path";
 import {
   AttemptStatus,
   FailureMode,
-  InitiatorKind,
   type Initiator,
+  InitiatorKind,
   type Param,
   type ReportItem,
   RetryOn,
@@ -32,6 +32,7 @@ import type {
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import type { ExprScope } from "../model/expr/index.js";
+import { matchTasks, type OfferSlot } from "../scheduler/matcher.js";
 import type {
   EndResult,
   InlineStepType,
@@ -53,9 +54,16 @@ import {
   type RunRecordRow,
   type StepRecordRow,
 } from "../store/runs/run-queries.js";
-import { matchTasks, type OfferSlot } from "../scheduler/matcher.js";
-import { coerce, evalCondition, evalExpr, ExpressionError, render } from "./expressions.js";
-import { compileSteps, compileWorkflow, downstreamOf, type Graph, type GraphNode, iterationKey, nodeKey } from "./graph.js";
+import { coerce, ExpressionError, evalCondition, evalExpr, render } from "./expressions.js";
+import {
+  compileSteps,
+  compileWorkflow,
+  downstreamOf,
+  type Graph,
+  type GraphNode,
+  iterationKey,
+  nodeKey,
+} from "./graph.js";
 import { newRunId } from "./ids.js";
 import { Journal } from "./journal.js";
 import {
@@ -72,7 +80,7 @@ import {
   StepState,
 } from "./model.js";
 import { attemptKey, Notifier, RUN_ENDED } from "./notifier.js";
-import { OUTPUT_NAME, MAX_OUTPUT_BYTES, readOutputFile } from "./outputs.js";
+import { MAX_OUTPUT_BYTES, OUTPUT_NAME, readOutputFile } from "./outputs.js";
 
 // ---------------------------------------------------------------------------------------
 // Seams
@@ -208,7 +216,9 @@ export class Engine {
   private started = false;
   private stopped = false;
   /** Hooks called after an artifact announcement commits (artifact triggers). */
-  readonly artifactListeners: Array<(a: { namespace: string; name: string; partitions: Record<string, string> }) => void> = [];
+  readonly artifactListeners: Array<
+    (a: { namespace: string; name: string; partitions: Record<string, string> }) => void
+  > = [];
 
   constructor(private readonly opts: EngineOptions) {
     this.queries = new RunQueries(opts.db);
@@ -228,7 +238,9 @@ export class Engine {
     this.journal = new Journal(this.writer, this.notifier);
     this.journal.beforeFlush = () => this.placeTasks();
     this.journal.onError = (err) => {
-      this.log.error("journal write failed; the engine stops accepting work", { error: err.message });
+      this.log.error("journal write failed; the engine stops accepting work", {
+        error: err.message,
+      });
     };
     await this.recover();
     await this.opts.backend.start({
@@ -239,7 +251,10 @@ export class Engine {
       onStatus: (status) => this.onStatus(status),
     });
     // Ask the backend about every attempt that was in flight when core last stopped.
-    const inFlight = [...this.tasks.values()].map((a) => ({ taskId: a.taskId, agentId: a.agentId }));
+    const inFlight = [...this.tasks.values()].map((a) => ({
+      taskId: a.taskId,
+      agentId: a.agentId,
+    }));
     if (inFlight.length > 0) this.opts.backend.reconcile(inFlight);
   }
 
@@ -290,7 +305,16 @@ export class Engine {
   }
 
   private emitRun(run: RunState, message = ""): void {
-    this.journal.event(run, [run.id, run.nextSeq++, this.now(), "", EventKind.runStatus, run.status, message, null]);
+    this.journal.event(run, [
+      run.id,
+      run.nextSeq++,
+      this.now(),
+      "",
+      EventKind.runStatus,
+      run.status,
+      message,
+      null,
+    ]);
   }
 
   private emitAttempt(a: AttemptState): void {
@@ -309,7 +333,16 @@ export class Engine {
       ended_at: row[9],
       message: row[10],
     };
-    this.journal.event(run, [run.id, run.nextSeq++, this.now(), a.step.path, EventKind.attempt, a.status, a.message, JSON.stringify(data)]);
+    this.journal.event(run, [
+      run.id,
+      run.nextSeq++,
+      this.now(),
+      a.step.path,
+      EventKind.attempt,
+      a.status,
+      a.message,
+      JSON.stringify(data),
+    ]);
   }
 
   private setStatus(step: StepState, status: StepStatus, reason: string, message = reason): void {
@@ -356,7 +389,10 @@ export class Engine {
         violations.push({
           field: `params.${name}`,
           description: `unknown param '${name}'`,
-          hint: known.length > 0 ? `declared params: ${known.join(", ")}` : "the workflow declares no params",
+          hint:
+            known.length > 0
+              ? `declared params: ${known.join(", ")}`
+              : "the workflow declares no params",
         });
       }
     }
@@ -384,17 +420,29 @@ export class Engine {
           });
         }
       } catch (err) {
-        violations.push({ field: `params.${p.name}`, description: (err as Error).message, hint: "" });
+        violations.push({
+          field: `params.${p.name}`,
+          description: (err as Error).message,
+          hint: "",
+        });
       }
     }
     if (violations.length > 0) {
-      throw new EngineError("INVALID_ARGUMENT", `invalid params for workflow '${def.id}'`, violations);
+      throw new EngineError(
+        "INVALID_ARGUMENT",
+        `invalid params for workflow '${def.id}'`,
+        violations,
+      );
     }
     return resolved;
   }
 
   /** The expression scope of a step instance. */
-  private scopeFor(step: StepState | undefined, scope: Scope, params?: Record<string, JsonValue>): ExprScope {
+  private scopeFor(
+    step: StepState | undefined,
+    scope: Scope,
+    params?: Record<string, JsonValue>,
+  ): ExprScope {
     const run = scope.run;
     const steps: Record<string, { outputs?: Record<string, JsonValue>; status?: string }> = {};
     const chain: Scope[] = [];
@@ -407,7 +455,11 @@ export class Engine {
         steps[st.node.id] = { outputs: st.outputs ?? {}, status: stepStatusName(st.status) };
       }
       if (s.owner?.node.kind === "foreach") {
-        foreach = { value: s.foreachValue ?? null, index: s.iteration, values: s.foreachValues ?? {} };
+        foreach = {
+          value: s.foreachValue ?? null,
+          index: s.iteration,
+          values: s.foreachValues ?? {},
+        };
       } else if (s.owner?.node.kind === "loop") {
         loop = { iteration: s.iteration };
       }
@@ -416,7 +468,12 @@ export class Engine {
       params: params ?? step?.params ?? run.params,
       steps,
       RUN_TS: run.runTs,
-      run: { id: run.id, workflow_id: run.workflowId, version: run.version, namespace: run.namespace },
+      run: {
+        id: run.id,
+        workflow_id: run.workflowId,
+        version: run.version,
+        namespace: run.namespace,
+      },
     };
     if (foreach) out.foreach = foreach;
     if (loop) out.loop = loop;
@@ -433,7 +490,8 @@ export class Engine {
     const own = step.node.step.params;
     if (own.length === 0) {
       step.params = inherited;
-      step.paramsJson = inherited === step.scope.run.params ? step.scope.run.paramsJson : JSON.stringify(inherited);
+      step.paramsJson =
+        inherited === step.scope.run.params ? step.scope.run.paramsJson : JSON.stringify(inherited);
       return;
     }
     const resolved: Record<string, JsonValue> = { ...inherited };
@@ -444,11 +502,16 @@ export class Engine {
 
   private evalParam(p: Param, step: StepState, soFar: Record<string, JsonValue>): JsonValue {
     if (p.expr) {
-      const v = evalExpr(p.expr, this.scopeFor(step, step.scope, soFar), `param '${p.name}' of step '${step.path}'`);
+      const v = evalExpr(
+        p.expr,
+        this.scopeFor(step, step.scope, soFar),
+        `param '${p.name}' of step '${step.path}'`,
+      );
       return coerce(v, p.type, p.name);
     }
     if (p.value !== undefined) return coerce(p.value, p.type, p.name);
-    if (p.required) throw new ExpressionError(`param '${p.name}' of step '${step.path}' has no value`);
+    if (p.required)
+      throw new ExpressionError(`param '${p.name}' of step '${step.path}' has no value`);
     return null;
   }
 
@@ -481,7 +544,8 @@ export class Engine {
   private async startRunNow(input: StartRunInput): Promise<{ runId: string; created: boolean }> {
     const found = await this.loadDefinition(input.workflowId, input.version);
     if (!found) {
-      const which = input.version === 0 ? "" : input.version === -1 ? " (latest)" : ` version ${input.version}`;
+      const which =
+        input.version === 0 ? "" : input.version === -1 ? " (latest)" : ` version ${input.version}`;
       throw new EngineError("NOT_FOUND", `workflow '${input.workflowId}'${which} does not exist`);
     }
     const def = found.definition;
@@ -527,7 +591,9 @@ export class Engine {
     this.touchRun(run);
     this.emitRun(run, "accepted");
     if (strategy === RunStrategyMode.RUN_STRATEGY_MODE_CANCEL_PREVIOUS) {
-      for (const other of live) if (other !== run) this.stopRunInternal(other, `cancelled by newer run ${id}`, RunStatus.RUN_STATUS_STOPPED);
+      for (const other of live)
+        if (other !== run)
+          this.stopRunInternal(other, `cancelled by newer run ${id}`, RunStatus.RUN_STATUS_STOPPED);
     }
     this.maybeBegin(run);
     await this.journal.committed();
@@ -537,7 +603,10 @@ export class Engine {
   private concurrencyLimit(def: WorkflowDefinition): number {
     const mode = def.runStrategy?.mode ?? RunStrategyMode.RUN_STRATEGY_MODE_PARALLEL;
     if (mode === RunStrategyMode.RUN_STRATEGY_MODE_SEQUENTIAL) return 1;
-    if (mode === RunStrategyMode.RUN_STRATEGY_MODE_PARALLEL || mode === RunStrategyMode.RUN_STRATEGY_MODE_UNSPECIFIED) {
+    if (
+      mode === RunStrategyMode.RUN_STRATEGY_MODE_PARALLEL ||
+      mode === RunStrategyMode.RUN_STRATEGY_MODE_UNSPECIFIED
+    ) {
       return def.runStrategy?.maxConcurrentRuns || Number.POSITIVE_INFINITY;
     }
     return Number.POSITIVE_INFINITY;
@@ -582,7 +651,11 @@ export class Engine {
     const left = Math.max(0, run.startedAt + ms - this.now());
     run.timeoutTimer = setTimeout(() => {
       run.timeoutTimer = undefined;
-      this.stopRunInternal(run, `run timed out after ${ms / 1000}s`, RunStatus.RUN_STATUS_TIMED_OUT);
+      this.stopRunInternal(
+        run,
+        `run timed out after ${ms / 1000}s`,
+        RunStatus.RUN_STATUS_TIMED_OUT,
+      );
     }, left);
     run.timeoutTimer.unref?.();
   }
@@ -593,7 +666,12 @@ export class Engine {
   private createSteps(scope: Scope): void {
     const run = scope.run;
     for (const node of scope.graph.nodes) {
-      const step = new StepState(scope, node, scope.prefix + node.id, scope.sortPrefix + nodeKey(node.index));
+      const step = new StepState(
+        scope,
+        node,
+        scope.prefix + node.id,
+        scope.sortPrefix + nodeKey(node.index),
+      );
       if (run.attemptFloor) step.attemptCount = run.attemptFloor.get(step.path) ?? 0;
       scope.steps[node.index] = step;
       run.byPath.set(step.path, step);
@@ -641,7 +719,11 @@ export class Engine {
   // Joins and readiness
 
   private arrive(step: StepState, arrival: Arrival): void {
-    if (step.status !== StepStatus.STEP_STATUS_NOT_STARTED && step.status !== StepStatus.STEP_STATUS_ACTIVATED) return;
+    if (
+      step.status !== StepStatus.STEP_STATUS_NOT_STARTED &&
+      step.status !== StepStatus.STEP_STATUS_ACTIVATED
+    )
+      return;
     step.resolved++;
     if (arrival === "taken") step.taken++;
     if (arrival === "blocked") step.blocked = true;
@@ -652,7 +734,11 @@ export class Engine {
   private evaluateJoin(step: StepState, live: boolean): void {
     const inDegree = step.node.inDegree;
     const run = step.scope.run;
-    if (step.status !== StepStatus.STEP_STATUS_NOT_STARTED && step.status !== StepStatus.STEP_STATUS_ACTIVATED) return;
+    if (
+      step.status !== StepStatus.STEP_STATUS_NOT_STARTED &&
+      step.status !== StepStatus.STEP_STATUS_ACTIVATED
+    )
+      return;
     if (inDegree === 0) {
       this.makeReady(step);
       return;
@@ -664,12 +750,20 @@ export class Engine {
         if (step.taken > 0) this.makeReady(step);
         else this.skip(step, "no incoming branch was taken", false);
       } else if (step.taken > 0 && step.status === StepStatus.STEP_STATUS_NOT_STARTED && live) {
-        this.setStatus(step, StepStatus.STEP_STATUS_ACTIVATED, `${step.taken} of ${inDegree} incoming branches arrived`);
+        this.setStatus(
+          step,
+          StepStatus.STEP_STATUS_ACTIVATED,
+          `${step.taken} of ${inDegree} incoming branches arrived`,
+        );
       }
     } else {
       if (step.taken > 0) this.makeReady(step);
       else if (step.resolved >= inDegree) {
-        this.skip(step, step.blocked ? "upstream step failed" : "no incoming branch was taken", step.blocked);
+        this.skip(
+          step,
+          step.blocked ? "upstream step failed" : "no incoming branch was taken",
+          step.blocked,
+        );
       }
     }
   }
@@ -710,7 +804,10 @@ export class Engine {
     if (policy === SkipPolicy.SKIP_POLICY_ALWAYS) return true;
     if (step.skipCheck) return true;
     const kind = (JSON.parse(step.scope.run.initiatorJson) as Initiator).kind;
-    return kind === InitiatorKind.INITIATOR_KIND_BACKFILL || kind === InitiatorKind.INITIATOR_KIND_RESTART;
+    return (
+      kind === InitiatorKind.INITIATOR_KIND_BACKFILL ||
+      kind === InitiatorKind.INITIATOR_KIND_RESTART
+    );
   }
 
   // -------------------------------------------------------------------------------------
@@ -738,30 +835,43 @@ export class Engine {
     let outputs: Array<{ name: string; partitions: Record<string, string> }> = [];
     try {
       inputs = this.artifactRefs(step, step.node.step.inputs, "inputs");
-      if (this.shouldCheckSkip(step)) outputs = this.artifactRefs(step, step.node.step.outputs, "outputs");
+      if (this.shouldCheckSkip(step))
+        outputs = this.artifactRefs(step, step.node.step.outputs, "outputs");
     } catch (err) {
       this.failStep(step, (err as Error).message);
       return;
     }
     const check = async () => {
       if (outputs.length > 0) {
-        const found = await Promise.all(outputs.map((o) => this.queries.latestArtifact(run.namespace, o.name, o.partitions)));
+        const found = await Promise.all(
+          outputs.map((o) => this.queries.latestArtifact(run.namespace, o.name, o.partitions)),
+        );
         if (found.every((f) => f !== undefined)) return "skip" as const;
       }
       const missing: typeof inputs = [];
       for (const i of inputs) {
-        if (!(await this.queries.latestArtifact(run.namespace, i.name, i.partitions))) missing.push(i);
+        if (!(await this.queries.latestArtifact(run.namespace, i.name, i.partitions)))
+          missing.push(i);
       }
       return missing;
     };
     const attempt = () => {
       check().then(
         (result) => {
-          if (step.status !== StepStatus.STEP_STATUS_WAITING_FOR_DATA && step.status !== StepStatus.STEP_STATUS_NOT_STARTED && step.status !== StepStatus.STEP_STATUS_ACTIVATED) return;
+          if (
+            step.status !== StepStatus.STEP_STATUS_WAITING_FOR_DATA &&
+            step.status !== StepStatus.STEP_STATUS_NOT_STARTED &&
+            step.status !== StepStatus.STEP_STATUS_ACTIVATED
+          )
+            return;
           if (run.stopping) return;
           if (result === "skip") {
             this.unwaitData(step);
-            this.finishStep(step, StepStatus.STEP_STATUS_SKIPPED, "its output artifacts already exist");
+            this.finishStep(
+              step,
+              StepStatus.STEP_STATUS_SKIPPED,
+              "its output artifacts already exist",
+            );
             return;
           }
           if (result.length === 0) {
@@ -833,7 +943,8 @@ export class Engine {
       const running = run.runningByType.get(step.type) ?? 0;
       if (running >= limit) {
         const reason = `step type '${step.type}' limit ${limit} (${running} running)`;
-        if (step.status !== StepStatus.STEP_STATUS_QUEUED) this.setStatus(step, StepStatus.STEP_STATUS_QUEUED, reason);
+        if (step.status !== StepStatus.STEP_STATUS_QUEUED)
+          this.setStatus(step, StepStatus.STEP_STATUS_QUEUED, reason);
         else this.setReason(step, reason);
         let q = run.typeWaiters.get(step.type);
         if (!q) {
@@ -885,7 +996,13 @@ export class Engine {
     return env;
   }
 
-  private context(step: StepState, attempt: number, env: Record<string, string>, workDir: string, resources: ResourceAmounts): StepContext {
+  private context(
+    step: StepState,
+    attempt: number,
+    env: Record<string, string>,
+    workDir: string,
+    resources: ResourceAmounts,
+  ): StepContext {
     const run = step.scope.run;
     return {
       runId: run.id,
@@ -904,7 +1021,38 @@ export class Engine {
 
   private resourcesOf(step: StepState): ResourceAmounts {
     const r = step.node.step.resources;
-    return { cpus: r?.cpus || 1, memMb: r?.memMb || 256, gpus: r?.gpus || 0, diskMb: r?.diskMb || 0 };
+    return {
+      cpus: r?.cpus || 1,
+      memMb: r?.memMb || 256,
+      gpus: r?.gpus || 0,
+      diskMb: r?.diskMb || 0,
+    };
+  }
+
+  /**
+   * Runs a process step type's optional monitor while its attempt runs (Spark reads progress
+   * from the application's REST API). It reports like the job itself would and is aborted when
+   * the attempt ends; a monitor that fails only loses its reports, never the attempt.
+   */
+  private startMonitor(step: StepState, attempt: AttemptState): void {
+    const type = this.opts.stepTypes.get(step.type);
+    if (type?.kind !== "process" || !type.monitor) return;
+    const abort = new AbortController();
+    attempt.abort = abort;
+    const ctx = this.context(
+      step,
+      attempt.number,
+      {},
+      this.attemptDir(step, attempt.number),
+      attempt.resources,
+    );
+    type.monitor(ctx, this.reporterFor(step, attempt), abort.signal).catch((err: unknown) => {
+      this.log.warn("step monitor failed", {
+        runId: step.scope.run.id,
+        path: step.path,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    });
   }
 
   private reporterFor(step: StepState, attempt: AttemptState): StepReporter {
@@ -913,14 +1061,19 @@ export class Engine {
     };
     return {
       output: (name, value) => apply({ kind: { $case: "output", value: { name, value } } }),
-      progress: (percent, message) => apply({ kind: { $case: "progress", value: { percent, message: message ?? "" } } }),
+      progress: (percent, message) =>
+        apply({ kind: { $case: "progress", value: { percent, message: message ?? "" } } }),
       milestone: (name) => apply({ kind: { $case: "milestone", value: name } }),
       link: (name, url) => apply({ kind: { $case: "link", value: { name, url } } }),
       message: (text, level) =>
         apply({
           kind: {
             $case: "message",
-            value: { level: { debug: 1, info: 2, warning: 3, error: 4 }[level ?? "info"], text, time: new Date() },
+            value: {
+              level: { debug: 1, info: 2, warning: 3, error: 4 }[level ?? "info"],
+              text,
+              time: new Date(),
+            },
           },
         }),
     };
@@ -929,7 +1082,14 @@ export class Engine {
   private runInline(step: StepState, type: InlineStepType): void {
     const number = step.attemptCount + 1;
     step.attemptCount = number;
-    const attempt = new AttemptState(step, number, "inline", "", { cpus: 0, memMb: 0, gpus: 0, diskMb: 0 }, AttemptStatus.ATTEMPT_STATUS_RUNNING);
+    const attempt = new AttemptState(
+      step,
+      number,
+      "inline",
+      "",
+      { cpus: 0, memMb: 0, gpus: 0, diskMb: 0 },
+      AttemptStatus.ATTEMPT_STATUS_RUNNING,
+    );
     const now = this.now();
     attempt.startedAt = now;
     step.attempt = attempt;
@@ -939,7 +1099,15 @@ export class Engine {
     const abort = new AbortController();
     attempt.abort = abort;
     this.armStepTimeout(step, attempt);
-    const ctx = this.context(step, number, this.baseEnv(step, number), "", attempt.resources);
+    // The attempt directory is created by the step type only if it writes files (sql does);
+    // creating it for every noop would cost a file-system round trip per step.
+    const ctx = this.context(
+      step,
+      number,
+      this.baseEnv(step, number),
+      this.attemptDir(step, number),
+      attempt.resources,
+    );
     let promise: Promise<EndResult>;
     try {
       promise = type.run(ctx, this.reporterFor(step, attempt), abort.signal);
@@ -948,7 +1116,8 @@ export class Engine {
     }
     promise.then(
       (result) => this.inlineDone(attempt, result),
-      (err: Error) => this.inlineDone(attempt, { succeeded: false, message: err?.message ?? String(err) }),
+      (err: Error) =>
+        this.inlineDone(attempt, { succeeded: false, message: err?.message ?? String(err) }),
     );
   }
 
@@ -959,16 +1128,21 @@ export class Engine {
     attempt.endedAt = this.now();
     attempt.abort = undefined;
     this.releaseTypeSlot(step);
-    if (result.outputs) for (const [k, v] of Object.entries(result.outputs)) this.setOutput(step, k, v);
+    if (result.outputs)
+      for (const [k, v] of Object.entries(result.outputs)) this.setOutput(step, k, v);
     if (attempt.killReason) {
       const timeout = attempt.killReason === "timeout";
-      attempt.status = timeout ? AttemptStatus.ATTEMPT_STATUS_TIMED_OUT : AttemptStatus.ATTEMPT_STATUS_STOPPED;
+      attempt.status = timeout
+        ? AttemptStatus.ATTEMPT_STATUS_TIMED_OUT
+        : AttemptStatus.ATTEMPT_STATUS_STOPPED;
       attempt.message = timeout ? "timed out" : "stopped";
       this.journal.attempt(attempt);
       this.attemptFailed(step, { kind: timeout ? "timeout" : "stopped", message: attempt.message });
       return;
     }
-    attempt.status = result.succeeded ? AttemptStatus.ATTEMPT_STATUS_SUCCEEDED : AttemptStatus.ATTEMPT_STATUS_FAILED;
+    attempt.status = result.succeeded
+      ? AttemptStatus.ATTEMPT_STATUS_SUCCEEDED
+      : AttemptStatus.ATTEMPT_STATUS_FAILED;
     attempt.message = result.message ?? "";
     this.journal.attempt(attempt);
     if (result.succeeded) this.stepSucceeded(step);
@@ -979,14 +1153,36 @@ export class Engine {
     const ms = durationMs(step.node.step.timeout);
     if (ms <= 0) return;
     const started = attempt.startedAt ?? this.now();
-    attempt.timeoutTimer = setTimeout(() => {
-      attempt.timeoutTimer = undefined;
-      if (step.attempt !== attempt || attempt.endedAt !== null) return;
-      attempt.killReason = "timeout";
-      if (attempt.kind === "inline") attempt.abort?.abort();
-      else if (attempt.kind === "task") this.journal.afterCommit(() => this.opts.backend.kill(attempt.taskId));
-    }, Math.max(0, started + ms - this.now()));
+    attempt.timeoutTimer = setTimeout(
+      () => {
+        attempt.timeoutTimer = undefined;
+        if (step.attempt !== attempt || attempt.endedAt !== null) return;
+        attempt.killReason = "timeout";
+        if (attempt.kind === "inline") attempt.abort?.abort();
+        else if (attempt.kind === "task")
+          this.journal.afterCommit(() => this.opts.backend.kill(attempt.taskId));
+      },
+      Math.max(0, started + ms - this.now()),
+    );
     attempt.timeoutTimer.unref?.();
+  }
+
+  /**
+   * KAON_PARAMS_FILE: content-addressed per run, so steps with the same resolved params (a
+   * chain without step params) share one file instead of paying a file creation each.
+   */
+  private paramsFile(run: RunState, paramsJson: string): string {
+    run.paramsFiles ??= new Map();
+    let path = run.paramsFiles.get(paramsJson);
+    if (!path) {
+      const dir = join(this.opts.dataDir, "runs", run.id, "params");
+      mkdirSync(dir, { recursive: true });
+      path = join(dir, `${createHash("sha1").update(paramsJson).digest("hex").slice(0, 20)}.json`);
+      writeFileSync(path, paramsJson);
+      if (run.paramsFiles.size > 10_000) run.paramsFiles.clear();
+      run.paramsFiles.set(paramsJson, path);
+    }
+    return path;
   }
 
   private taskIdFor(step: StepState, attempt: number): string {
@@ -1017,13 +1213,10 @@ export class Engine {
     const env = this.baseEnv(step, number);
     const run = step.scope.run;
     try {
-      mkdirSync(dir, { recursive: true });
-      const paramsFile = join(dir, "params.json");
-      writeFileSync(paramsFile, step.paramsJson);
-      env.KAON_PARAMS_FILE = paramsFile;
+      env.KAON_PARAMS_FILE = this.paramsFile(run, step.paramsJson);
     } catch (err) {
       this.releaseTypeSlot(step);
-      this.failStep(step, `cannot prepare the attempt directory ${dir}: ${(err as Error).message}`);
+      this.failStep(step, `cannot write the params file under ${dir}: ${(err as Error).message}`);
       return;
     }
     env.KAON_OUTPUT = join(dir, "output");
@@ -1038,6 +1231,9 @@ export class Engine {
     const onPlan = (plan: ProcessPlan) => {
       if (!step.queued || step.status !== StepStatus.STEP_STATUS_QUEUED) return;
       try {
+        // The backend creates the attempt directory (cwd, log files) at launch; creating it
+        // here costs a file-system round trip per attempt, so only when files go into it.
+        if (plan.files && plan.files.length > 0) mkdirSync(dir, { recursive: true });
         for (const f of plan.files ?? []) writeFileSync(join(dir, f.path), f.content);
       } catch (err) {
         step.queued = false;
@@ -1142,7 +1338,14 @@ export class Engine {
       this.removePending(task);
       const step = task.step;
       step.queued = false;
-      const attempt = new AttemptState(step, task.attemptNumber, "task", task.spec.taskId, task.resources, AttemptStatus.ATTEMPT_STATUS_LAUNCHING);
+      const attempt = new AttemptState(
+        step,
+        task.attemptNumber,
+        "task",
+        task.spec.taskId,
+        task.resources,
+        AttemptStatus.ATTEMPT_STATUS_LAUNCHING,
+      );
       attempt.agentId = offer.agentId;
       attempt.startedAt = this.now();
       step.attempt = attempt;
@@ -1184,7 +1387,8 @@ export class Engine {
     const attempt = this.tasks.get(status.taskId);
     if (!attempt) {
       // Unknown to us: a task of a finished run, or a repeat of a status already recorded.
-      if (status.state !== "STARTING" && status.state !== "RUNNING") this.opts.backend.acknowledge(status.taskId);
+      if (status.state !== "STARTING" && status.state !== "RUNNING")
+        this.opts.backend.acknowledge(status.taskId);
       return;
     }
     const step = attempt.step;
@@ -1197,10 +1401,14 @@ export class Engine {
         this.emitAttempt(attempt);
         this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, "");
         this.armStepTimeout(step, attempt);
+        this.startMonitor(step, attempt);
       }
       return;
     }
     this.tasks.delete(status.taskId);
+    // Stops a step type's monitor (e.g. Spark REST progress) for this attempt.
+    attempt.abort?.abort();
+    attempt.abort = undefined;
     if (attempt.timeoutTimer) clearTimeout(attempt.timeoutTimer);
     attempt.endedAt = status.timestamp || this.now();
     if (status.exitCode !== undefined) attempt.exitCode = status.exitCode;
@@ -1244,11 +1452,21 @@ export class Engine {
       case "FINISHED": {
         const type = this.opts.stepTypes.get(step.type);
         if (type?.kind === "process" && type.interpretEnd) {
-          const ctx = this.context(step, attempt.number, {}, this.attemptDir(step, attempt.number), attempt.resources);
+          const ctx = this.context(
+            step,
+            attempt.number,
+            {},
+            this.attemptDir(step, attempt.number),
+            attempt.resources,
+          );
           Promise.resolve(type.interpretEnd(ctx, status)).then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
-              finish(r.succeeded, { kind: "exit", exitCode: 0, message: r.message ?? "failed" }, r.message ?? "");
+              finish(
+                r.succeeded,
+                { kind: "exit", exitCode: 0, message: r.message ?? "failed" },
+                r.message ?? "",
+              );
             },
             (err: Error) => finish(false, { kind: "error", message: err.message }, err.message),
           );
@@ -1264,22 +1482,66 @@ export class Engine {
             : status.signal
               ? `killed by signal ${status.signal}`
               : status.message || "failed";
-        finish(false, { kind: "exit", exitCode: status.exitCode ?? -1, message: msg }, status.message ? `${msg}: ${status.message}` : msg);
+        const type = this.opts.stepTypes.get(step.type);
+        if (type?.kind === "process" && type.interpretEnd) {
+          // The step type may know the cause better (e.g. the exception in a Spark driver's
+          // output); the attempt still failed with its exit code, so retries behave the same.
+          const ctx = this.context(
+            step,
+            attempt.number,
+            {},
+            this.attemptDir(step, attempt.number),
+            attempt.resources,
+          );
+          const failed = (message: string) =>
+            finish(false, { kind: "exit", exitCode: status.exitCode ?? -1, message }, message);
+          Promise.resolve(type.interpretEnd(ctx, status)).then(
+            (r) => {
+              for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
+              failed(r.message ? `${msg}: ${r.message}` : msg);
+            },
+            () => failed(msg),
+          );
+          return;
+        }
+        finish(
+          false,
+          { kind: "exit", exitCode: status.exitCode ?? -1, message: msg },
+          status.message ? `${msg}: ${status.message}` : msg,
+        );
         return;
       }
       case "KILLED": {
         if (attempt.killReason === "timeout") {
           const ms = durationMs(step.node.step.timeout);
-          finish(false, { kind: "timeout", message: `timed out after ${ms / 1000}s` }, `timed out after ${ms / 1000}s`);
-        } else if (attempt.killReason === "stop") finish(false, { kind: "stopped", message: "stopped" }, "stopped");
-        else finish(false, { kind: "exit", exitCode: -1, message: "killed" }, status.message || "killed");
+          finish(
+            false,
+            { kind: "timeout", message: `timed out after ${ms / 1000}s` },
+            `timed out after ${ms / 1000}s`,
+          );
+        } else if (attempt.killReason === "stop")
+          finish(false, { kind: "stopped", message: "stopped" }, "stopped");
+        else
+          finish(
+            false,
+            { kind: "exit", exitCode: -1, message: "killed" },
+            status.message || "killed",
+          );
         return;
       }
       case "LOST":
-        finish(false, { kind: "lost", message: status.message || "the task was lost" }, status.message || "lost");
+        finish(
+          false,
+          { kind: "lost", message: status.message || "the task was lost" },
+          status.message || "lost",
+        );
         return;
       default:
-        finish(false, { kind: "error", message: status.message || "could not be launched" }, status.message || "could not be launched");
+        finish(
+          false,
+          { kind: "error", message: status.message || "could not be launched" },
+          status.message || "could not be launched",
+        );
     }
   }
 
@@ -1294,7 +1556,11 @@ export class Engine {
     if (failure.kind === "stopped") return false;
     const on = policy.retryOn;
     const kind =
-      failure.kind === "timeout" ? RetryOn.RETRY_ON_TIMEOUT : failure.kind === "lost" ? RetryOn.RETRY_ON_LOST : RetryOn.RETRY_ON_EXIT_CODE;
+      failure.kind === "timeout"
+        ? RetryOn.RETRY_ON_TIMEOUT
+        : failure.kind === "lost"
+          ? RetryOn.RETRY_ON_LOST
+          : RetryOn.RETRY_ON_EXIT_CODE;
     if (on.length > 0 && !on.includes(kind)) return false;
     if (kind === RetryOn.RETRY_ON_EXIT_CODE && policy.exitCodes.length > 0) {
       return failure.exitCode !== undefined && policy.exitCodes.includes(failure.exitCode);
@@ -1313,7 +1579,11 @@ export class Engine {
   private attemptFailed(step: StepState, failure: Failure): void {
     const run = step.scope.run;
     if (failure.kind === "stopped" || run.stopping || step.scope.stopped) {
-      this.finishStep(step, StepStatus.STEP_STATUS_STOPPED, run.stopping ? run.message || "run stopped" : "stopped");
+      this.finishStep(
+        step,
+        StepStatus.STEP_STATUS_STOPPED,
+        run.stopping ? run.message || "run stopped" : "stopped",
+      );
       return;
     }
     if (this.retryPolicyAllows(step, failure)) {
@@ -1323,17 +1593,21 @@ export class Engine {
       this.armRetry(step, wait);
       return;
     }
-    const status = failure.kind === "timeout" ? StepStatus.STEP_STATUS_TIMED_OUT : StepStatus.STEP_STATUS_FAILED;
+    const status =
+      failure.kind === "timeout" ? StepStatus.STEP_STATUS_TIMED_OUT : StepStatus.STEP_STATUS_FAILED;
     const tries = step.attemptCount > 1 ? ` (after ${step.attemptCount} attempts)` : "";
     this.finishStep(step, status, `${failure.message}${tries}`);
   }
 
   private armRetry(step: StepState, wait: number): void {
-    step.timer = setTimeout(() => {
-      step.timer = undefined;
-      if (step.status !== StepStatus.STEP_STATUS_RETRYING) return;
-      this.retryNow(step, "");
-    }, Math.max(0, wait));
+    step.timer = setTimeout(
+      () => {
+        step.timer = undefined;
+        if (step.status !== StepStatus.STEP_STATUS_RETRYING) return;
+        this.retryNow(step, "");
+      },
+      Math.max(0, wait),
+    );
     step.timer.unref?.();
   }
 
@@ -1366,9 +1640,17 @@ export class Engine {
     }
     const run = step.scope.run;
     this.announce(
-      rendered.map((r) => ({ ...r, namespace: run.namespace, metadata: {}, producerRunId: run.id, producerPath: step.path })),
+      rendered.map((r) => ({
+        ...r,
+        namespace: run.namespace,
+        metadata: {},
+        producerRunId: run.id,
+        producerPath: step.path,
+      })),
       () => this.finishStep(step, StepStatus.STEP_STATUS_SUCCEEDED, ""),
-    ).catch((err: Error) => this.failStep(step, `cannot announce output artifacts: ${err.message}`));
+    ).catch((err: Error) =>
+      this.failStep(step, `cannot announce output artifacts: ${err.message}`),
+    );
   }
 
   // -------------------------------------------------------------------------------------
@@ -1388,7 +1670,8 @@ export class Engine {
     let finalStatus = status;
     let finalReason = reason;
     const ignored = step.node.step.ignoreFailure;
-    const failed = status === StepStatus.STEP_STATUS_FAILED || status === StepStatus.STEP_STATUS_TIMED_OUT;
+    const failed =
+      status === StepStatus.STEP_STATUS_FAILED || status === StepStatus.STEP_STATUS_TIMED_OUT;
     if (status === StepStatus.STEP_STATUS_SUCCEEDED || (failed && ignored)) {
       try {
         arrivals = this.split(step);
@@ -1398,13 +1681,16 @@ export class Engine {
         this.addMessage(step, 4, finalReason);
       }
     }
-    const nowFailed = finalStatus === StepStatus.STEP_STATUS_FAILED || finalStatus === StepStatus.STEP_STATUS_TIMED_OUT;
+    const nowFailed =
+      finalStatus === StepStatus.STEP_STATUS_FAILED ||
+      finalStatus === StepStatus.STEP_STATUS_TIMED_OUT;
     const blocks =
       (nowFailed && !(ignored && finalStatus === status)) ||
       finalStatus === StepStatus.STEP_STATUS_STOPPED ||
       (finalStatus === StepStatus.STEP_STATUS_SKIPPED && step.blocked);
     if (blocks) arrivals = step.node.succs.map(() => "blocked");
-    else if (finalStatus === StepStatus.STEP_STATUS_SKIPPED) arrivals = step.node.succs.map(() => "dead");
+    else if (finalStatus === StepStatus.STEP_STATUS_SKIPPED)
+      arrivals = step.node.succs.map(() => "dead");
     const book: StepBook = { ...step.book };
     delete book.t;
     delete book.b;
@@ -1424,7 +1710,11 @@ export class Engine {
       scope.failed = true;
       if (!scope.owner) run.failed = true;
       if (run.def.failureMode === FailureMode.FAILURE_MODE_STOP_ALL && !run.stopping) {
-        this.stopRunInternal(run, `stopped because step '${step.path}' failed (failure mode STOP_ALL)`, RunStatus.RUN_STATUS_FAILED);
+        this.stopRunInternal(
+          run,
+          `stopped because step '${step.path}' failed (failure mode STOP_ALL)`,
+          RunStatus.RUN_STATUS_FAILED,
+        );
       }
     }
     if (finalStatus === StepStatus.STEP_STATUS_STOPPED && !run.stopping) {
@@ -1446,7 +1736,8 @@ export class Engine {
     const needsScope = succs.some((e) => e.condition !== "");
     const scope = needsScope ? this.scopeFor(step, step.scope) : undefined;
     const holds = (cond: string) =>
-      cond === "" || evalCondition(cond, scope as ExprScope, `condition of edge '${step.node.id}' -> `);
+      cond === "" ||
+      evalCondition(cond, scope as ExprScope, `condition of edge '${step.node.id}' -> `);
     const out: Arrival[] = succs.map(() => "dead");
     if (step.node.split === "xor") {
       let chosen = -1;
@@ -1494,10 +1785,16 @@ export class Engine {
         names = axes.map((a) => a.name || "value");
         values = axes.map((a, i) => {
           const v: unknown = a.expr
-            ? evalExpr(a.expr, this.scopeFor(step, step.scope), `foreach axis '${names[i]}' of step '${step.path}'`)
+            ? evalExpr(
+                a.expr,
+                this.scopeFor(step, step.scope),
+                `foreach axis '${names[i]}' of step '${step.path}'`,
+              )
             : (a.values ?? []);
           if (!Array.isArray(v)) {
-            throw new ExpressionError(`foreach axis '${names[i]}' of step '${step.path}' must be a list, got ${JSON.stringify(v)?.slice(0, 100)}`);
+            throw new ExpressionError(
+              `foreach axis '${names[i]}' of step '${step.path}' must be a list, got ${JSON.stringify(v)?.slice(0, 100)}`,
+            );
           }
           return v as JsonValue[];
         });
@@ -1527,7 +1824,10 @@ export class Engine {
     this.materialize(step, state);
   }
 
-  private iterationValues(state: ForeachState, index: number): { value: JsonValue; values: Record<string, JsonValue> } {
+  private iterationValues(
+    state: ForeachState,
+    index: number,
+  ): { value: JsonValue; values: Record<string, JsonValue> } {
     const values: Record<string, JsonValue> = {};
     let rest = index;
     for (let a = state.values.length - 1; a >= 0; a--) {
@@ -1558,14 +1858,22 @@ export class Engine {
   private materialize(step: StepState, state: ForeachState): void {
     const run = step.scope.run;
     const limit = state.concurrency > 0 ? state.concurrency : this.window;
-    while (!run.stopping && !step.scope.stopped && state.live.size < limit && state.next < state.total) {
+    while (
+      !run.stopping &&
+      !step.scope.stopped &&
+      state.live.size < limit &&
+      state.next < state.total
+    ) {
       const index = state.next++;
       const scope = this.iterationScope(step, state, index);
       state.live.set(index, scope);
       this.startScope(scope);
     }
     this.updateChildCounts(step, state);
-    if (state.live.size === 0 && (state.next >= state.total || run.stopping || step.scope.stopped)) {
+    if (
+      state.live.size === 0 &&
+      (state.next >= state.total || run.stopping || step.scope.stopped)
+    ) {
       this.finishForeach(step, state);
     }
   }
@@ -1624,16 +1932,37 @@ export class Engine {
       step.outputsJson = JSON.stringify(outputs);
     }
     const run = step.scope.run;
-    if (state.failed > 0) this.finishStep(step, StepStatus.STEP_STATUS_FAILED, `${state.failed} of ${state.total} iterations failed`);
-    else if (state.stopped > 0 || state.next < state.total || run.stopping) this.finishStep(step, StepStatus.STEP_STATUS_STOPPED, "stopped");
-    else this.finishStep(step, StepStatus.STEP_STATUS_SUCCEEDED, `${state.total} iterations succeeded`);
+    if (state.failed > 0)
+      this.finishStep(
+        step,
+        StepStatus.STEP_STATUS_FAILED,
+        `${state.failed} of ${state.total} iterations failed`,
+      );
+    else if (state.stopped > 0 || state.next < state.total || run.stopping)
+      this.finishStep(step, StepStatus.STEP_STATUS_STOPPED, "stopped");
+    else
+      this.finishStep(
+        step,
+        StepStatus.STEP_STATUS_SUCCEEDED,
+        `${state.total} iterations succeeded`,
+      );
   }
 
   // -------------------------------------------------------------------------------------
   // Loop
 
   private loopScope(step: StepState, iteration: number): Scope {
-    return new Scope(step.scope.run, step.node.body as Graph, `${step.path}@${iteration}/`, `${step.sortKey}@${iterationKey(iteration)}/`, step, step.scope, iteration, undefined, undefined);
+    return new Scope(
+      step.scope.run,
+      step.node.body as Graph,
+      `${step.path}@${iteration}/`,
+      `${step.sortKey}@${iterationKey(iteration)}/`,
+      step,
+      step.scope,
+      iteration,
+      undefined,
+      undefined,
+    );
   }
 
   private startLoop(step: StepState): void {
@@ -1666,19 +1995,33 @@ export class Engine {
     const n = scope.iteration;
     const run = step.scope.run;
     let verdict: { status: StepStatus; reason: string } | undefined;
-    if (scope.stopped || run.stopping) verdict = { status: StepStatus.STEP_STATUS_STOPPED, reason: "stopped" };
-    else if (scope.failed) verdict = { status: StepStatus.STEP_STATUS_FAILED, reason: `iteration ${n} failed` };
+    if (scope.stopped || run.stopping)
+      verdict = { status: StepStatus.STEP_STATUS_STOPPED, reason: "stopped" };
+    else if (scope.failed)
+      verdict = { status: StepStatus.STEP_STATUS_FAILED, reason: `iteration ${n} failed` };
     else {
       try {
         const exprScope = this.scopeFor(step, scope);
-        if (loop?.until && evalCondition(loop.until, exprScope, `loop 'until' of step '${step.path}'`)) {
-          verdict = { status: StepStatus.STEP_STATUS_SUCCEEDED, reason: `'until' held after iteration ${n}` };
+        if (
+          loop?.until &&
+          evalCondition(loop.until, exprScope, `loop 'until' of step '${step.path}'`)
+        ) {
+          verdict = {
+            status: StepStatus.STEP_STATUS_SUCCEEDED,
+            reason: `'until' held after iteration ${n}`,
+          };
         } else if (n + 1 >= max) {
-          verdict = { status: StepStatus.STEP_STATUS_SUCCEEDED, reason: `reached max iterations (${max})` };
+          verdict = {
+            status: StepStatus.STEP_STATUS_SUCCEEDED,
+            reason: `reached max iterations (${max})`,
+          };
         } else if (loop?.while) {
           exprScope.loop = { iteration: n + 1 };
           if (!evalCondition(loop.while, exprScope, `loop 'while' of step '${step.path}'`)) {
-            verdict = { status: StepStatus.STEP_STATUS_SUCCEEDED, reason: `'while' no longer held before iteration ${n + 1}` };
+            verdict = {
+              status: StepStatus.STEP_STATUS_SUCCEEDED,
+              reason: `'while' no longer held before iteration ${n + 1}`,
+            };
           }
         }
       } catch (err) {
@@ -1709,7 +2052,8 @@ export class Engine {
     let params: Record<string, JsonValue>;
     try {
       params = {};
-      for (const p of sub.params) params[p.name] = this.evalParam(p, step, { ...(step.params ?? {}), ...params });
+      for (const p of sub.params)
+        params[p.name] = this.evalParam(p, step, { ...(step.params ?? {}), ...params });
     } catch (err) {
       this.failStep(step, (err as Error).message);
       return;
@@ -1736,7 +2080,14 @@ export class Engine {
           return;
         }
         step.book = { ...step.book, c: runId };
-        const attempt = new AttemptState(step, number, "run", runId, { cpus: 0, memMb: 0, gpus: 0, diskMb: 0 }, AttemptStatus.ATTEMPT_STATUS_RUNNING);
+        const attempt = new AttemptState(
+          step,
+          number,
+          "run",
+          runId,
+          { cpus: 0, memMb: 0, gpus: 0, diskMb: 0 },
+          AttemptStatus.ATTEMPT_STATUS_RUNNING,
+        );
         attempt.startedAt = this.now();
         step.attempt = attempt;
         this.journal.attempt(attempt);
@@ -1745,7 +2096,8 @@ export class Engine {
         const child = this.runs.get(runId);
         if (!child) void this.childEnded(runId);
       },
-      (err: Error) => this.failStep(step, `cannot start workflow '${sub.workflowId}': ${err.message}`),
+      (err: Error) =>
+        this.failStep(step, `cannot start workflow '${sub.workflowId}': ${err.message}`),
     );
   }
 
@@ -1753,7 +2105,12 @@ export class Engine {
     const step = this.childWaiters.get(childRunId);
     if (!step) return;
     const row = await this.queries.runRow(childRunId);
-    if (!row || row.status === RunStatus.RUN_STATUS_QUEUED || row.status === RunStatus.RUN_STATUS_RUNNING) return;
+    if (
+      !row ||
+      row.status === RunStatus.RUN_STATUS_QUEUED ||
+      row.status === RunStatus.RUN_STATUS_RUNNING
+    )
+      return;
     this.childWaiters.delete(childRunId);
     if (step.status !== StepStatus.STEP_STATUS_RUNNING) return;
     const outputs = JSON.parse(row.outputs_json) as Record<string, JsonValue>;
@@ -1762,7 +2119,10 @@ export class Engine {
     const a = step.attempt;
     if (a) {
       a.endedAt = this.now();
-      a.status = row.status === RunStatus.RUN_STATUS_SUCCEEDED ? AttemptStatus.ATTEMPT_STATUS_SUCCEEDED : AttemptStatus.ATTEMPT_STATUS_FAILED;
+      a.status =
+        row.status === RunStatus.RUN_STATUS_SUCCEEDED
+          ? AttemptStatus.ATTEMPT_STATUS_SUCCEEDED
+          : AttemptStatus.ATTEMPT_STATUS_FAILED;
       a.message = `run ${childRunId} ${RunStatus[row.status]}`;
       this.journal.attempt(a);
     }
@@ -1777,7 +2137,11 @@ export class Engine {
         this.finishStep(step, StepStatus.STEP_STATUS_STOPPED, `run ${childRunId} was stopped`);
         break;
       default:
-        this.finishStep(step, StepStatus.STEP_STATUS_FAILED, `run ${childRunId} failed${row.message ? `: ${row.message}` : ""}`);
+        this.finishStep(
+          step,
+          StepStatus.STEP_STATUS_FAILED,
+          `run ${childRunId} failed${row.message ? `: ${row.message}` : ""}`,
+        );
     }
   }
 
@@ -1785,15 +2149,25 @@ export class Engine {
   // Finishing runs
 
   private finishRun(run: RunState): void {
-    if (run.status !== RunStatus.RUN_STATUS_RUNNING && run.status !== RunStatus.RUN_STATUS_QUEUED) return;
+    if (run.status !== RunStatus.RUN_STATUS_RUNNING && run.status !== RunStatus.RUN_STATUS_QUEUED)
+      return;
     let status: RunStatus;
     if (run.stopping) status = run.stopStatus ?? RunStatus.RUN_STATUS_STOPPED;
     else if (run.failed) status = RunStatus.RUN_STATUS_FAILED;
     else if (run.stoppedSteps) status = RunStatus.RUN_STATUS_STOPPED;
     else status = RunStatus.RUN_STATUS_SUCCEEDED;
     if (status === RunStatus.RUN_STATUS_FAILED && !run.message) {
-      const failed = run.root.steps.filter((s) => s && (s.status === StepStatus.STEP_STATUS_FAILED || s.status === StepStatus.STEP_STATUS_TIMED_OUT) && !s.book.i);
-      run.message = failed.length > 0 ? `step ${failed.map((s) => `'${s.path}'`).join(", ")} failed` : "a step failed";
+      const failed = run.root.steps.filter(
+        (s) =>
+          s &&
+          (s.status === StepStatus.STEP_STATUS_FAILED ||
+            s.status === StepStatus.STEP_STATUS_TIMED_OUT) &&
+          !s.book.i,
+      );
+      run.message =
+        failed.length > 0
+          ? `step ${failed.map((s) => `'${s.path}'`).join(", ")} failed`
+          : "a step failed";
     }
     const outputs: Record<string, JsonValue> = {};
     for (const i of run.graph.sinks) {
@@ -1826,7 +2200,11 @@ export class Engine {
   /** StopRun. No-op for a finished run. */
   stopRun(runId: string, reason: string): boolean {
     const run = this.runs.get(runId);
-    if (!run || (run.status !== RunStatus.RUN_STATUS_RUNNING && run.status !== RunStatus.RUN_STATUS_QUEUED)) return false;
+    if (
+      !run ||
+      (run.status !== RunStatus.RUN_STATUS_RUNNING && run.status !== RunStatus.RUN_STATUS_QUEUED)
+    )
+      return false;
     this.stopRunInternal(run, reason || "stopped by request", RunStatus.RUN_STATUS_STOPPED);
     return true;
   }
@@ -1896,7 +2274,8 @@ export class Engine {
   private liveAttempt(id: StepIdentity): { step: StepState; attempt: AttemptState } | undefined {
     const step = this.runs.get(id.runId)?.byPath.get(id.path);
     const attempt = step?.attempt;
-    if (!step || !attempt || attempt.number !== id.attempt || attempt.endedAt !== null) return undefined;
+    if (!step || !attempt || attempt.number !== id.attempt || attempt.endedAt !== null)
+      return undefined;
     return { step, attempt };
   }
 
@@ -1906,7 +2285,11 @@ export class Engine {
 
   jobContext(id: StepIdentity) {
     const live = this.liveAttempt(id);
-    if (!live) throw new EngineError("PERMISSION_DENIED", `attempt ${id.attempt} of step '${id.path}' in run '${id.runId}' is not running`);
+    if (!live)
+      throw new EngineError(
+        "PERMISSION_DENIED",
+        `attempt ${id.attempt} of step '${id.path}' in run '${id.runId}' is not running`,
+      );
     const run = live.step.scope.run;
     return {
       runId: run.id,
@@ -1922,10 +2305,14 @@ export class Engine {
   /** Applies a Report batch; resolves with the applied sequence once durable. */
   async report(id: StepIdentity, sequence: number, items: ReportItem[]): Promise<number> {
     const live = this.liveAttempt(id);
-    if (!live) throw new EngineError("PERMISSION_DENIED", `attempt ${id.attempt} of step '${id.path}' in run '${id.runId}' is not running; its token no longer works`);
+    if (!live)
+      throw new EngineError(
+        "PERMISSION_DENIED",
+        `attempt ${id.attempt} of step '${id.path}' in run '${id.runId}' is not running; its token no longer works`,
+      );
     const { step, attempt } = live;
     if (sequence <= attempt.reportSeq) return attempt.reportSeq;
-    items.forEach((item, i) => validateReportItem(item, i));
+    for (let i = 0; i < items.length; i++) validateReportItem(items[i] as ReportItem, i);
     for (const item of items) this.applyReportItem(step, item);
     attempt.reportSeq = sequence;
     this.journal.attempt(attempt);
@@ -1947,7 +2334,8 @@ export class Engine {
   private addMessage(step: StepState, level: number, text: string): void {
     const r = this.ensureReports(step);
     r.messages.push({ level, text: text.slice(0, 4096), time: this.now() });
-    if (r.messages.length > MAX_KEPT_MESSAGES) r.messages.splice(0, r.messages.length - MAX_KEPT_MESSAGES);
+    if (r.messages.length > MAX_KEPT_MESSAGES)
+      r.messages.splice(0, r.messages.length - MAX_KEPT_MESSAGES);
     step.reportsJson = JSON.stringify(r);
     this.journal.step(step);
   }
@@ -1990,14 +2378,21 @@ export class Engine {
         const r = this.ensureReports(step);
         r.images = r.images.filter((i) => i.name !== k.value.name);
         r.images.push({ name: k.value.name, mimeType: k.value.mimeType });
-        this.journal.image([run.id, step.path, k.value.name, k.value.mimeType, Buffer.from(k.value.data)]);
+        this.journal.image([
+          run.id,
+          step.path,
+          k.value.name,
+          k.value.mimeType,
+          Buffer.from(k.value.data),
+        ]);
         data = { k: "image", n: k.value.name, t: k.value.mimeType };
         break;
       }
       case "message": {
         const r = this.ensureReports(step);
         r.messages.push({ level: k.value.level || 2, text: k.value.text, time: now });
-        if (r.messages.length > MAX_KEPT_MESSAGES) r.messages.splice(0, r.messages.length - MAX_KEPT_MESSAGES);
+        if (r.messages.length > MAX_KEPT_MESSAGES)
+          r.messages.splice(0, r.messages.length - MAX_KEPT_MESSAGES);
         data = { k: "message", l: k.value.level || 2, x: k.value.text, ts: now };
         break;
       }
@@ -2009,7 +2404,16 @@ export class Engine {
       step.reportsJson = JSON.stringify(step.reports);
       this.journal.step(step);
     }
-    this.journal.event(run, [run.id, run.nextSeq++, now, step.path, EventKind.report, 0, "", JSON.stringify(data)]);
+    this.journal.event(run, [
+      run.id,
+      run.nextSeq++,
+      now,
+      step.path,
+      EventKind.report,
+      0,
+      "",
+      JSON.stringify(data),
+    ]);
   }
 
   // -------------------------------------------------------------------------------------
@@ -2045,9 +2449,14 @@ export class Engine {
     }>,
     inSameTick?: () => void,
   ): Promise<Array<{ revision: number; announcedAt: number }>> {
-    const lockKey = items.map((i) => this.artifactKey(i.namespace, i.name, i.partitions)).sort().join("|");
+    const lockKey = items
+      .map((i) => this.artifactKey(i.namespace, i.name, i.partitions))
+      .sort()
+      .join("|");
     return this.withRevisionLock(lockKey, async () => {
-      const revisions = await Promise.all(items.map((i) => this.queries.maxRevision(i.namespace, i.name, partitionKey(i.partitions))));
+      const revisions = await Promise.all(
+        items.map((i) => this.queries.maxRevision(i.namespace, i.name, partitionKey(i.partitions))),
+      );
       const now = this.now();
       const out = items.map((item, n) => {
         const revision = (revisions[n] ?? 0) + 1;
@@ -2065,15 +2474,27 @@ export class Engine {
         ]);
         const run = item.producerRunId ? this.runs.get(item.producerRunId) : undefined;
         if (run) {
-          this.journal.event(run, [run.id, run.nextSeq++, now, item.producerPath, EventKind.artifact, 0, "", `${item.name}{${partitionKey(item.partitions)}}`]);
+          this.journal.event(run, [
+            run.id,
+            run.nextSeq++,
+            now,
+            item.producerPath,
+            EventKind.artifact,
+            0,
+            "",
+            `${item.name}{${partitionKey(item.partitions)}}`,
+          ]);
         }
         return { revision, announcedAt: now };
       });
       inSameTick?.();
       await this.journal.committed();
       for (const item of items) {
-        const waiters = this.artifactWaiters.get(this.artifactKey(item.namespace, item.name, item.partitions));
-        if (waiters) for (const st of [...waiters]) (st as StepState & { recheck?: () => void }).recheck?.();
+        const waiters = this.artifactWaiters.get(
+          this.artifactKey(item.namespace, item.name, item.partitions),
+        );
+        if (waiters)
+          for (const st of [...waiters]) (st as StepState & { recheck?: () => void }).recheck?.();
         for (const l of this.artifactListeners) {
           try {
             l({ namespace: item.namespace, name: item.name, partitions: item.partitions });
@@ -2122,12 +2543,19 @@ export class Engine {
     this.assertRunning();
     if (this.runs.has(input.runId)) {
       const r = this.runs.get(input.runId) as RunState;
-      throw new EngineError("FAILED_PRECONDITION", `run '${input.runId}' is ${RunStatus[r.status]}; only a finished run can be restarted (stop it first)`);
+      throw new EngineError(
+        "FAILED_PRECONDITION",
+        `run '${input.runId}' is ${RunStatus[r.status]}; only a finished run can be restarted (stop it first)`,
+      );
     }
     const row = await this.queries.runRow(input.runId);
     if (!row) throw new EngineError("NOT_FOUND", `run '${input.runId}' does not exist`);
     const found = await this.loadDefinition(row.workflow_id, row.version);
-    if (!found) throw new EngineError("NOT_FOUND", `workflow '${row.workflow_id}' version ${row.version} no longer exists`);
+    if (!found)
+      throw new EngineError(
+        "NOT_FOUND",
+        `workflow '${row.workflow_id}' version ${row.version} no longer exists`,
+      );
     const graph = compileWorkflow(found.definition);
     let reset: Set<number>;
     const stepRows = await this.queries.stepRows(row.id);
@@ -2135,9 +2563,17 @@ export class Engine {
     if (input.from === "step") {
       const node = graph.byId.get(input.stepId ?? "");
       if (!node) {
-        throw new EngineError("INVALID_ARGUMENT", `run '${row.id}' has no top-level step '${input.stepId}'`, [
-          { field: "step_id", description: `unknown step '${input.stepId}'`, hint: `steps: ${[...graph.byId.keys()].join(", ")}` },
-        ]);
+        throw new EngineError(
+          "INVALID_ARGUMENT",
+          `run '${row.id}' has no top-level step '${input.stepId}'`,
+          [
+            {
+              field: "step_id",
+              description: `unknown step '${input.stepId}'`,
+              hint: `steps: ${[...graph.byId.keys()].join(", ")}`,
+            },
+          ],
+        );
       }
       reset = downstreamOf(graph, node.index);
     } else if (input.from === "beginning") {
@@ -2148,14 +2584,23 @@ export class Engine {
         const r = top.get(node.id);
         const st = r?.status ?? StepStatus.STEP_STATUS_NOT_STARTED;
         const book = r ? (JSON.parse(r.state_json) as StepBook) : {};
-        if (st !== StepStatus.STEP_STATUS_SUCCEEDED && !(st === StepStatus.STEP_STATUS_SKIPPED && !book.b)) {
+        if (
+          st !== StepStatus.STEP_STATUS_SUCCEEDED &&
+          !(st === StepStatus.STEP_STATUS_SKIPPED && !book.b)
+        ) {
           for (const d of downstreamOf(graph, node.index)) reset.add(d);
         }
       }
     }
-    const params = input.params && Object.keys(input.params).length > 0
-      ? this.resolveRunParams(found.definition, input.params, { id: row.id, version: row.version, runTs: Number(row.run_ts) }, JSON.parse(row.params_json))
-      : undefined;
+    const params =
+      input.params && Object.keys(input.params).length > 0
+        ? this.resolveRunParams(
+            found.definition,
+            input.params,
+            { id: row.id, version: row.version, runTs: Number(row.run_ts) },
+            JSON.parse(row.params_json),
+          )
+        : undefined;
     await this.reopen(row, found.definition, graph, stepRows, reset, params, true);
   }
 
@@ -2167,7 +2612,10 @@ export class Engine {
       const step = live.byPath.get(path);
       if (!step) throw new EngineError("NOT_FOUND", `run '${runId}' has no live step '${path}'`);
       this.assertRetryable(step.status, path);
-      throw new EngineError("FAILED_PRECONDITION", `run '${runId}' is still running; retry step '${path}' after the run ends, or restart it`);
+      throw new EngineError(
+        "FAILED_PRECONDITION",
+        `run '${runId}' is still running; retry step '${path}' after the run ends, or restart it`,
+      );
     }
     const row = await this.queries.runRow(runId);
     if (!row) throw new EngineError("NOT_FOUND", `run '${runId}' does not exist`);
@@ -2176,7 +2624,11 @@ export class Engine {
     if (!target) throw new EngineError("NOT_FOUND", `run '${runId}' has no step '${path}'`);
     this.assertRetryable(target.status, path);
     const found = await this.loadDefinition(row.workflow_id, row.version);
-    if (!found) throw new EngineError("NOT_FOUND", `workflow '${row.workflow_id}' version ${row.version} no longer exists`);
+    if (!found)
+      throw new EngineError(
+        "NOT_FOUND",
+        `workflow '${row.workflow_id}' version ${row.version} no longer exists`,
+      );
     const graph = compileWorkflow(found.definition);
     // Reset the top-level step that contains the path and what it blocked downstream.
     const topId = path.split("/")[0]?.replace(/[[@].*$/, "") ?? "";
@@ -2191,8 +2643,15 @@ export class Engine {
   }
 
   private assertRetryable(status: number, path: string): void {
-    if (status !== StepStatus.STEP_STATUS_FAILED && status !== StepStatus.STEP_STATUS_STOPPED && status !== StepStatus.STEP_STATUS_TIMED_OUT) {
-      throw new EngineError("FAILED_PRECONDITION", `step '${path}' is ${StepStatus[status]}; only FAILED, STOPPED or TIMED_OUT steps can be retried`);
+    if (
+      status !== StepStatus.STEP_STATUS_FAILED &&
+      status !== StepStatus.STEP_STATUS_STOPPED &&
+      status !== StepStatus.STEP_STATUS_TIMED_OUT
+    ) {
+      throw new EngineError(
+        "FAILED_PRECONDITION",
+        `step '${path}' is ${StepStatus[status]}; only FAILED, STOPPED or TIMED_OUT steps can be retried`,
+      );
     }
   }
 
@@ -2227,9 +2686,16 @@ export class Engine {
         // Retrying inside a container: keep sibling iterations; reset the target and
         // everything not succeeded inside the same iteration scope.
         const scopePrefix = onlyPath.slice(0, onlyPath.lastIndexOf("/") + 1);
-        if (r.path === onlyPath || (r.path.startsWith(scopePrefix) && r.status !== StepStatus.STEP_STATUS_SUCCEEDED)) {
+        if (
+          r.path === onlyPath ||
+          (r.path.startsWith(scopePrefix) && r.status !== StepStatus.STEP_STATUS_SUCCEEDED)
+        ) {
           resetRows.push(r);
-        } else if (isTerminalStep(r.status) && r.status !== StepStatus.STEP_STATUS_SUCCEEDED && !r.path.startsWith(scopePrefix)) {
+        } else if (
+          isTerminalStep(r.status) &&
+          r.status !== StepStatus.STEP_STATUS_SUCCEEDED &&
+          !r.path.startsWith(scopePrefix)
+        ) {
           keep.push(r);
         } else keep.push(r);
         continue;
@@ -2281,7 +2747,10 @@ export class Engine {
       // the new ones (their attempts stay in the attempts table).
       await this.opts.db.transaction(async (trx) => {
         for (let i = 0; i < stale.length; i += 500) {
-          await trx("step_instances").where("run_id", row.id).whereIn("path", stale.slice(i, i + 500)).delete();
+          await trx("step_instances")
+            .where("run_id", row.id)
+            .whereIn("path", stale.slice(i, i + 500))
+            .delete();
         }
       });
     }
@@ -2290,7 +2759,11 @@ export class Engine {
       throw new EngineError("FAILED_PRECONDITION", `run '${row.id}' is already running again`);
     }
     const run = this.rebuild(
-      { ...row, status: RunStatus.RUN_STATUS_RUNNING, params_json: params ? JSON.stringify(params) : row.params_json },
+      {
+        ...row,
+        status: RunStatus.RUN_STATUS_RUNNING,
+        params_json: params ? JSON.stringify(params) : row.params_json,
+      },
       def,
       graph,
       rows,
@@ -2303,7 +2776,8 @@ export class Engine {
     run.endedAt = null;
     run.message = "";
     if (isRestart) {
-      for (const st of run.byPath.values()) if (st.status === StepStatus.STEP_STATUS_NOT_STARTED) st.skipCheck = true;
+      for (const st of run.byPath.values())
+        if (st.status === StepStatus.STEP_STATUS_NOT_STARTED) st.skipCheck = true;
     }
     this.touchRun(run);
     this.emitRun(run, isRestart ? `restarted (${run.restartCount})` : "resumed to retry a step");
@@ -2396,12 +2870,18 @@ export class Engine {
     const live = this.byWorkflow.get(run.workflowId) ?? [];
     live.push(run);
     this.byWorkflow.set(run.workflowId, live);
-    if (run.status === RunStatus.RUN_STATUS_RUNNING) this.rebuildScope(run.root, rowsByPath, attemptsByPath);
+    if (run.status === RunStatus.RUN_STATUS_RUNNING)
+      this.rebuildScope(run.root, rowsByPath, attemptsByPath);
     return run;
   }
 
   private stepFromRow(scope: Scope, node: GraphNode, r: StepRecordRow | undefined): StepState {
-    const step = new StepState(scope, node, scope.prefix + node.id, scope.sortPrefix + nodeKey(node.index));
+    const step = new StepState(
+      scope,
+      node,
+      scope.prefix + node.id,
+      scope.sortPrefix + nodeKey(node.index),
+    );
     if (r) {
       step.status = r.status;
       step.persistedStatus = r.status;
@@ -2430,22 +2910,47 @@ export class Engine {
     return step;
   }
 
-  private rebuildScope(scope: Scope, rows: Map<string, StepRecordRow>, attempts: Map<string, AttemptRecordRow>): void {
+  private rebuildScope(
+    scope: Scope,
+    rows: Map<string, StepRecordRow>,
+    attempts: Map<string, AttemptRecordRow>,
+  ): void {
     const run = scope.run;
     for (const node of scope.graph.nodes) {
       const step = this.stepFromRow(scope, node, rows.get(scope.prefix + node.id));
       scope.steps[node.index] = step;
       run.byPath.set(step.path, step);
       if (!isTerminalStep(step.status)) scope.pending++;
-      if (isTerminalStep(step.status) && (step.status === StepStatus.STEP_STATUS_FAILED || step.status === StepStatus.STEP_STATUS_TIMED_OUT) && step.book.b) {
+      if (
+        isTerminalStep(step.status) &&
+        (step.status === StepStatus.STEP_STATUS_FAILED ||
+          step.status === StepStatus.STEP_STATUS_TIMED_OUT) &&
+        step.book.b
+      ) {
         scope.failed = true;
         if (!scope.owner) run.failed = true;
       }
       if (step.status === StepStatus.STEP_STATUS_STOPPED && step.book.b) scope.failed = true;
       const a = attempts.get(step.path);
-      if (a && (step.status === StepStatus.STEP_STATUS_LAUNCHING || step.status === StepStatus.STEP_STATUS_RUNNING)) {
-        const kind = node.kind === "subworkflow" ? "run" : this.opts.stepTypes.get(step.type)?.kind === "inline" ? "inline" : "task";
-        const attempt = new AttemptState(step, a.number, kind, a.task_id, JSON.parse(a.resources_json), a.status);
+      if (
+        a &&
+        (step.status === StepStatus.STEP_STATUS_LAUNCHING ||
+          step.status === StepStatus.STEP_STATUS_RUNNING)
+      ) {
+        const kind =
+          node.kind === "subworkflow"
+            ? "run"
+            : this.opts.stepTypes.get(step.type)?.kind === "inline"
+              ? "inline"
+              : "task";
+        const attempt = new AttemptState(
+          step,
+          a.number,
+          kind,
+          a.task_id,
+          JSON.parse(a.resources_json),
+          a.status,
+        );
         attempt.agentId = a.agent_id;
         attempt.startedAt = a.started_at === null ? null : Number(a.started_at);
         attempt.reportSeq = Number(a.report_seq);
@@ -2453,7 +2958,12 @@ export class Engine {
         if (kind === "task") this.tasks.set(attempt.taskId, attempt);
       }
       // Containers: rebuild their live iterations.
-      if (node.kind === "foreach" && step.status === StepStatus.STEP_STATUS_RUNNING && step.book.v && step.book.a) {
+      if (
+        node.kind === "foreach" &&
+        step.status === StepStatus.STEP_STATUS_RUNNING &&
+        step.book.v &&
+        step.book.a
+      ) {
         const values = step.book.v;
         const total = values.length === 0 ? 0 : values.reduce((n, v) => n * v.length, 1);
         const state: ForeachState = {
@@ -2498,7 +3008,11 @@ export class Engine {
         const sub = this.loopScope(step, step.loopIteration);
         this.rebuildScope(sub, rows, attempts);
         state.scope = sub;
-      } else if (node.kind === "subworkflow" && step.status === StepStatus.STEP_STATUS_RUNNING && step.book.c) {
+      } else if (
+        node.kind === "subworkflow" &&
+        step.status === StepStatus.STEP_STATUS_RUNNING &&
+        step.book.c
+      ) {
         this.childWaiters.set(step.book.c, step);
       }
     }
@@ -2545,7 +3059,10 @@ export class Engine {
           else this.dispatchQueued(step);
           break;
         case StepStatus.STEP_STATUS_RETRYING: {
-          const wait = Math.max(0, (step.endedAt ?? this.now()) + this.backoffMs(step) - this.now());
+          const wait = Math.max(
+            0,
+            (step.endedAt ?? this.now()) + this.backoffMs(step) - this.now(),
+          );
           this.armRetry(step, wait);
           break;
         }
@@ -2611,14 +3128,23 @@ const MAX_IMAGE_BYTES = 1024 * 1024;
 function validateReportItem(item: ReportItem, i: number): void {
   const k = item.kind;
   const bad = (msg: string) => {
-    throw new EngineError("INVALID_ARGUMENT", `items[${i}]: ${msg}`, [{ field: `items[${i}]`, description: msg, hint: "" }]);
+    throw new EngineError("INVALID_ARGUMENT", `items[${i}]: ${msg}`, [
+      { field: `items[${i}]`, description: msg, hint: "" },
+    ]);
   };
-  if (!k) return bad("empty report item (set one of output, progress, milestone, link, counter, image, message, heartbeat)");
+  if (!k) {
+    bad(
+      "empty report item (set one of output, progress, milestone, link, counter, image, message, heartbeat)",
+    );
+    return;
+  }
   switch (k.$case) {
     case "output": {
-      if (!OUTPUT_NAME.test(k.value.name)) bad(`output name '${k.value.name}' must be letters, digits and _`);
+      if (!OUTPUT_NAME.test(k.value.name))
+        bad(`output name '${k.value.name}' must be letters, digits and _`);
       const size = Buffer.byteLength(JSON.stringify(k.value.value ?? null));
-      if (size > MAX_OUTPUT_BYTES) bad(`output '${k.value.name}' is ${size} bytes, more than 64 KiB`);
+      if (size > MAX_OUTPUT_BYTES)
+        bad(`output '${k.value.name}' is ${size} bytes, more than 64 KiB`);
       break;
     }
     case "progress":
@@ -2628,15 +3154,19 @@ function validateReportItem(item: ReportItem, i: number): void {
       break;
     case "image":
       if (k.value.mimeType !== "image/png" && k.value.mimeType !== "image/svg+xml") {
-        bad(`image '${k.value.name}' has mime type '${k.value.mimeType}'; use image/png or image/svg+xml`);
+        bad(
+          `image '${k.value.name}' has mime type '${k.value.mimeType}'; use image/png or image/svg+xml`,
+        );
       }
-      if (k.value.data.length > MAX_IMAGE_BYTES) bad(`image '${k.value.name}' is ${k.value.data.length} bytes, more than 1 MiB`);
+      if (k.value.data.length > MAX_IMAGE_BYTES)
+        bad(`image '${k.value.name}' is ${k.value.data.length} bytes, more than 1 MiB`);
       break;
     case "message":
       if (Buffer.byteLength(k.value.text) > 4096) bad("message text is longer than 4 KiB");
       break;
     case "link":
-      if (!/^https?:\/\//.test(k.value.url)) bad(`link '${k.value.name}' URL '${k.value.url}' must be absolute http(s)`);
+      if (!/^https?:\/\//.test(k.value.url))
+        bad(`link '${k.value.name}' URL '${k.value.url}' must be absolute http(s)`);
       break;
     case "milestone":
       if (!k.value) bad("milestone name is empty");

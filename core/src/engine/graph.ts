@@ -2,12 +2,7 @@
 // (the top level and each container's body) the nodes in definition order with their
 // predecessor edges, successor edges and join/split modes. Compiled once per workflow
 // version and shared by every run of it, so a run's per-step state holds only what changes.
-import {
-  JoinMode,
-  SplitMode,
-  type Step,
-  type WorkflowDefinition,
-} from "@kaon/proto";
+import { JoinMode, SplitMode, type Step, type WorkflowDefinition } from "@kaon/proto";
 
 export type NodeKind = "task" | "foreach" | "loop" | "subworkflow";
 
@@ -77,7 +72,8 @@ export function compileSteps(steps: Step[], where: string): Graph {
       split: step.split === SplitMode.SPLIT_MODE_XOR ? "xor" : "and",
       join: step.join === JoinMode.JOIN_MODE_ANY ? "any" : "all",
     };
-    if (kind === "foreach") node.body = compileSteps(step.foreach?.body ?? [], `${where}.${step.id}`);
+    if (kind === "foreach")
+      node.body = compileSteps(step.foreach?.body ?? [], `${where}.${step.id}`);
     if (kind === "loop") node.body = compileSteps(step.loop?.body ?? [], `${where}.${step.id}`);
     nodes.push(node);
     byId.set(step.id, node);
@@ -86,7 +82,12 @@ export function compileSteps(steps: Step[], where: string): Graph {
     node.step.next.forEach((t, i) => {
       const target = byId.get(t.to);
       if (!target) throw new GraphError(`${where}.${node.id}: unknown successor '${t.to}'`);
-      node.succs.push({ to: target.index, index: i, condition: t.condition, otherwise: t.otherwise });
+      node.succs.push({
+        to: target.index,
+        index: i,
+        condition: t.condition,
+        otherwise: t.otherwise,
+      });
       target.inDegree++;
     });
   }

@@ -144,7 +144,8 @@ export class Journal {
       step.dirty = false;
       const run = step.scope.run;
       if (step.persistedStatus !== step.status) {
-        if (step.persistedStatus >= 0) run.counts[step.persistedStatus] = (run.counts[step.persistedStatus] ?? 0) - 1;
+        if (step.persistedStatus >= 0)
+          run.counts[step.persistedStatus] = (run.counts[step.persistedStatus] ?? 0) - 1;
         run.counts[step.status] = (run.counts[step.status] ?? 0) + 1;
         step.persistedStatus = step.status;
       }

@@ -65,6 +65,8 @@ export class RunState {
   dirty = false;
   /** Attempt numbers already used by step instances whose rows a restart removed. */
   attemptFloor: Map<string, number> | undefined;
+  /** KAON_PARAMS_FILE paths by params JSON (see Engine.paramsFile). */
+  paramsFiles: Map<string, string> | undefined;
   /** The run's row was never written (a new run). */
   fresh = true;
 

@@ -52,7 +52,16 @@ function decodeValue(text: string): JsonValue {
   if (t === "") return "";
   const c = t.charCodeAt(0);
   // Only attempt JSON for things that can start JSON; plain words stay strings.
-  if (c === 123 || c === 91 || c === 34 || c === 45 || (c >= 48 && c <= 57) || t === "true" || t === "false" || t === "null") {
+  if (
+    c === 123 ||
+    c === 91 ||
+    c === 34 ||
+    c === 45 ||
+    (c >= 48 && c <= 57) ||
+    t === "true" ||
+    t === "false" ||
+    t === "null"
+  ) {
     try {
       return JSON.parse(t) as JsonValue;
     } catch {

@@ -71,9 +71,11 @@ function fmt(n: number): string {
 export function shortfall(need: ResourceAmounts, free: ResourceAmounts): string {
   const parts: string[] = [];
   if (need.cpus > free.cpus + EPS) parts.push(`cpus ${fmt(need.cpus)}, ${fmt(free.cpus)} free`);
-  if (need.memMb > free.memMb + EPS) parts.push(`mem ${fmt(need.memMb)} MiB, ${fmt(free.memMb)} free`);
+  if (need.memMb > free.memMb + EPS)
+    parts.push(`mem ${fmt(need.memMb)} MiB, ${fmt(free.memMb)} free`);
   if (need.gpus > free.gpus + EPS) parts.push(`gpus ${fmt(need.gpus)}, ${fmt(free.gpus)} free`);
-  if (need.diskMb > free.diskMb + EPS) parts.push(`disk ${fmt(need.diskMb)} MiB, ${fmt(free.diskMb)} free`);
+  if (need.diskMb > free.diskMb + EPS)
+    parts.push(`disk ${fmt(need.diskMb)} MiB, ${fmt(free.diskMb)} free`);
   return parts.length > 0 ? `needs ${parts.join("; ")}` : "";
 }
 
@@ -103,7 +105,9 @@ export function matchTasks<T extends MatchTask>(
       anyHard = true;
       if (offer.free.cpus > largest.cpus || largest === ZERO) largest = offer.free;
       if (!fits(task.resources, offer.free)) continue;
-      const softMisses = task.constraints.filter((c) => c.soft && !constraintHolds(c, offer)).length;
+      const softMisses = task.constraints.filter(
+        (c) => c.soft && !constraintHolds(c, offer),
+      ).length;
       const score = softMisses * 1e6 + (offer.free.cpus - task.resources.cpus);
       if (score < bestScore) {
         bestScore = score;
@@ -127,7 +131,10 @@ export function matchTasks<T extends MatchTask>(
     } else if (!anyHard) {
       waiting.push({ task, reason: "waiting for an agent matching its constraints" });
     } else {
-      waiting.push({ task, reason: `waiting for resources: ${shortfall(task.resources, largest)}` });
+      waiting.push({
+        task,
+        reason: `waiting for resources: ${shortfall(task.resources, largest)}`,
+      });
     }
   }
   return { placed, waiting };
@@ -140,14 +147,25 @@ export function matchTasks<T extends MatchTask>(
 export function neverFits(
   need: ResourceAmounts,
   constraints: readonly Constraint[],
-  agents: Array<{ agentId: string; hostname: string; total: ResourceAmounts; attributes: Record<string, string> }>,
+  agents: Array<{
+    agentId: string;
+    hostname: string;
+    total: ResourceAmounts;
+    attributes: Record<string, string>;
+  }>,
 ): string | undefined {
   if (agents.length === 0) return undefined;
   const eligible = agents.filter((a) =>
     constraints.every(
       (c) =>
         c.soft ||
-        constraintHolds(c, { id: "", agentId: a.agentId, hostname: a.hostname, free: a.total, attributes: a.attributes }),
+        constraintHolds(c, {
+          id: "",
+          agentId: a.agentId,
+          hostname: a.hostname,
+          free: a.total,
+          attributes: a.attributes,
+        }),
     ),
   );
   if (eligible.length === 0) return "no agent satisfies its placement constraints";

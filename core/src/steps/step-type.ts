@@ -38,7 +38,11 @@ export interface StepContext {
   params: Record<string, JsonValue>;
   /** The KAON_* environment every job gets, plus the step's `env`. */
   env: Record<string, string>;
-  /** A private working directory for this attempt (exists). */
+  /**
+   * A private working directory for this attempt. For process types the backend creates it at
+   * launch (it is the default cwd); inline types that write files create it themselves
+   * (`mkdirSync(workDir, { recursive: true })`) — most inline steps (noop) never touch disk.
+   */
   workDir: string;
   resources: ResourceAmounts;
   /** Server configuration a type may need (spark versions, sql connections, http allow-list). */

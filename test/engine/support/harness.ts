@@ -20,7 +20,7 @@ import {
 import { type Client, createChannel, createClient, Metadata } from "nice-grpc";
 import { Authenticator, loadOrCreateAuthFiles, StepTokens } from "../../../core/src/api/auth.js";
 import { engineServices } from "../../../core/src/api/run-service.js";
-import { startServer, type KaonServer } from "../../../core/src/api/server.js";
+import { type KaonServer, startServer } from "../../../core/src/api/server.js";
 import { LocalBackend } from "../../../core/src/backends/local/index.js";
 import { resolveServerConfig } from "../../../core/src/config.js";
 import { workflowRepoDefinitions } from "../../../core/src/engine/definitions.js";
@@ -43,7 +43,11 @@ export interface EngineKaon {
   jobClient(token: string): Client<typeof JobServiceDefinition>;
   deploy(def: unknown): Promise<void>;
   /** Starts a run and waits for its end (via WatchRun); returns the run and every event. */
-  run(workflowId: string, params?: Record<string, unknown>, timeoutMs?: number): Promise<{ run: Run; events: RunEvent[] }>;
+  run(
+    workflowId: string,
+    params?: Record<string, unknown>,
+    timeoutMs?: number,
+  ): Promise<{ run: Run; events: RunEvent[] }>;
   watch(runId: string, timeoutMs?: number): Promise<{ run: Run; events: RunEvent[] }>;
   stop(options?: { keepDataDir?: boolean }): Promise<void>;
 }
@@ -82,7 +86,10 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
   });
   stepTokens.isAttemptLive = (id) => engine.isAttemptLive(id);
   await engine.start();
-  const config = resolveServerConfig({ dataDir, grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0" }, {});
+  const config = resolveServerConfig(
+    { dataDir, grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0" },
+    {},
+  );
   const server = await startServer({
     config,
     services: engineServices(engine, dataDir),
@@ -110,7 +117,9 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
       }
     } catch (err) {
       if (ac.signal.aborted) {
-        throw new Error(`run ${runId} did not end within ${timeoutMs} ms; last status ${run ? RunStatus[run.status] : "?"}; events: ${events.length}`);
+        throw new Error(
+          `run ${runId} did not end within ${timeoutMs} ms; last status ${run ? RunStatus[run.status] : "?"}; events: ${events.length}`,
+        );
       }
       throw err;
     } finally {
@@ -137,7 +146,9 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
     },
     async deploy(json: unknown) {
       const def = messageFromJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", json);
-      const text = JSON.stringify(messageToJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", def));
+      const text = JSON.stringify(
+        messageToJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", def),
+      );
       await repo.deploy({
         workflowId: def.id,
         namespace: def.namespace || "default",

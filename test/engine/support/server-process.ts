@@ -9,4 +9,6 @@ if (!dataDir) {
   process.exit(2);
 }
 const k = await startEngineKaon({ dataDir, resources: { cpus: 4 } });
-process.stdout.write(`${JSON.stringify({ grpc: k.server.grpcAddress, adminToken: k.adminToken, agentPid: k.backend.agentInfo().agentPid })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ grpc: k.server.grpcAddress, adminToken: k.adminToken, agentPid: k.backend.agentInfo().agentPid })}\n`,
+);

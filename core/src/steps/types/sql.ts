@@ -5,7 +5,7 @@
 // cohort never sits in core's memory; the outputs are `row_count` and `rows_file`.
 
 import { once } from "node:events";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import knexFactory, { type Knex } from "knex";
 import { ConfigCheck, show } from "../config-check.js";
@@ -225,6 +225,11 @@ export const sqlStepType: InlineStepType = {
     const knex = knexFor(connection);
     const binds = bindings(ctx);
     const rowsFile = join(ctx.workDir, ROWS_FILE);
+    try {
+      mkdirSync(ctx.workDir, { recursive: true });
+    } catch {
+      // Opening the file below reports the real problem (e.g. ENOTDIR) with context.
+    }
     const out = createWriteStream(rowsFile);
     // A file that cannot be written (missing directory, full disk) must fail the attempt: an
     // 'error' event without a listener would crash core, and one swallowed would report rows

@@ -80,7 +80,6 @@ interface SqliteHandle {
 }
 
 class SqliteBatchWriter implements BatchWriter {
-  private statements: Map<keyof WriteBatch, { run(...params: unknown[]): unknown }> | undefined;
   private writeAll: ((batch: WriteBatch) => void) | undefined;
 
   constructor(private readonly handle: SqliteHandle) {}
@@ -90,7 +89,6 @@ class SqliteBatchWriter implements BatchWriter {
     for (const name of ORDER) {
       statements.set(name, this.handle.prepare(insertSql(TABLES[name], 1, () => "?")));
     }
-    this.statements = statements;
     return this.handle.transaction((batch: WriteBatch) => {
       for (const name of ORDER) {
         const rows = batch[name] as unknown[][];

@@ -1,0 +1,67 @@
+import { ConstraintOperator } from "@kaon/proto";
+import { describe, expect, it } from "vitest";
+import { matchTasks, neverFits, type OfferSlot } from "./matcher.js";
+
+const r = (cpus: number, memMb = 100) => ({ cpus, memMb, gpus: 0, diskMb: 0 });
+const offer = (id: string, cpus: number, attributes: Record<string, string> = {}): OfferSlot => ({
+  id,
+  agentId: id,
+  hostname: `${id}.local`,
+  free: r(cpus, 10_000),
+  attributes,
+});
+
+describe("matchTasks", () => {
+  it("bin-packs onto the offer that leaves the least CPU unused", () => {
+    const offers = [offer("big", 8), offer("small", 2)];
+    const { placed } = matchTasks([{ resources: r(2), constraints: [] }], offers);
+    expect(placed[0]?.offer.id).toBe("small");
+    expect(offers[1]?.free.cpus).toBe(0);
+  });
+
+  it("says why a task waits, naming the resource and what is free", () => {
+    const { placed, waiting } = matchTasks(
+      [{ resources: r(4), constraints: [] }],
+      [offer("a", 1.5)],
+    );
+    expect(placed).toHaveLength(0);
+    expect(waiting[0]?.reason).toBe("waiting for resources: needs cpus 4, 1.5 free");
+  });
+
+  it("honours hard constraints and prefers soft ones", () => {
+    const gpu = {
+      attribute: "pool",
+      operator: ConstraintOperator.CONSTRAINT_OPERATOR_EQUALS,
+      value: "gpu",
+      soft: false,
+    };
+    const offers = [offer("cpu", 4, { pool: "cpu" }), offer("gpu", 4, { pool: "gpu" })];
+    expect(matchTasks([{ resources: r(1), constraints: [gpu] }], offers).placed[0]?.offer.id).toBe(
+      "gpu",
+    );
+    const only = matchTasks(
+      [{ resources: r(1), constraints: [gpu] }],
+      [offer("cpu", 4, { pool: "cpu" })],
+    );
+    expect(only.waiting[0]?.reason).toBe("waiting for an agent matching its constraints");
+    const soft = { ...gpu, soft: true };
+    expect(
+      matchTasks(
+        [{ resources: r(1), constraints: [soft] }],
+        [offer("cpu", 1, { pool: "cpu" }), offer("gpu", 4, { pool: "gpu" })],
+      ).placed[0]?.offer.id,
+    ).toBe("gpu");
+  });
+
+  it("stops scanning after a run of tasks that fit nowhere", () => {
+    const tasks = Array.from({ length: 100 }, () => ({ resources: r(10), constraints: [] }));
+    const { waiting } = matchTasks(tasks, [offer("a", 1)], 5);
+    expect(waiting).toHaveLength(5);
+  });
+
+  it("knows a task that can never fit", () => {
+    const agents = [{ agentId: "a", hostname: "a", total: r(2, 1000), attributes: {} }];
+    expect(neverFits(r(1), [], agents)).toBeUndefined();
+    expect(neverFits(r(4), [], agents)).toContain("cpus 4");
+  });
+});
