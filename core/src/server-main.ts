@@ -5,11 +5,18 @@
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { RunStatus, WorkflowServiceDefinition } from "@kaon/proto";
+import {
+  ClusterServiceDefinition,
+  RunStatus,
+  TriggerServiceDefinition,
+  WorkflowServiceDefinition,
+} from "@kaon/proto";
 import { Authenticator, type AuthFiles, loadOrCreateAuthFiles, StepTokens } from "./api/auth.js";
+import { createClusterService } from "./api/cluster-service.js";
 import { registerService, type ServiceRegistration } from "./api/registration.js";
 import { engineServices } from "./api/run-service.js";
 import { type KaonServer, startServer } from "./api/server.js";
+import { createTriggerService } from "./api/trigger-service.js";
 import { createWorkflowService } from "./api/workflow-service.js";
 import type { ComputeBackend } from "./backends/backend.js";
 import { LocalBackend } from "./backends/local/index.js";
@@ -20,8 +27,11 @@ import { createLogger, type Logger } from "./log.js";
 import { defaultStepTypeSettings, StepTypeRegistry } from "./steps/registry.js";
 import type { StepTypeSettings } from "./steps/step-type.js";
 import { detectSparkVersions } from "./steps/types/spark.js";
+import { closeSqlConnections } from "./steps/types/sql.js";
 import { type Db, openDatabase } from "./store/db.js";
 import { WorkflowRepo } from "./store/workflow-repo.js";
+import { TriggerManager } from "./triggers/trigger-manager.js";
+import { refreshTriggersOnChange } from "./triggers/workflow-changes.js";
 
 export interface CreateKaonOptions {
   config: ServerConfig;
@@ -66,9 +76,10 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
   const repo = new WorkflowRepo(db);
   const backend = options.backend ?? new LocalBackend({ dataDir: config.dataDir, logger: log });
   let grpcAddress = "";
+  const definitions = workflowRepoDefinitions(repo);
   const engine = new Engine({
     db,
-    definitions: workflowRepoDefinitions(repo),
+    definitions,
     stepTypes,
     backend,
     tokens: stepTokens,
@@ -78,22 +89,29 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
     log,
   });
   stepTokens.isAttemptLive = (id) => engine.isAttemptLive(id);
+  const triggers = new TriggerManager({ db, engine, repo, definitions, log });
 
   let server: KaonServer;
   try {
     await engine.start();
+    await triggers.start();
     const builtins: ServiceRegistration[] = [
       registerService(
         WorkflowServiceDefinition,
-        createWorkflowService({
-          db,
-          stepTypes,
-          settings,
-          log,
-          hasUnfinishedRuns: (workflowId) => hasUnfinishedRuns(db, workflowId),
-        }),
+        refreshTriggersOnChange(
+          createWorkflowService({
+            db,
+            stepTypes,
+            settings,
+            log,
+            hasUnfinishedRuns: (workflowId) => hasUnfinishedRuns(db, workflowId),
+          }),
+          (workflowId) => triggers.refreshWorkflow(workflowId),
+        ),
       ),
       ...engineServices(engine, config.dataDir),
+      registerService(TriggerServiceDefinition, createTriggerService({ triggers, engine })),
+      registerService(ClusterServiceDefinition, createClusterService({ engine, backend, db })),
     ];
     const extra = options.services ?? [];
     const replaced = new Set(extra.map((s) => s.definition.fullName));
@@ -106,13 +124,17 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
       log,
       handleSignals: options.handleSignals ?? false,
       onShutdown: async () => {
+        await triggers.stop();
         await engine.shutdown();
+        // sql steps keep a pool per named connection; its idle timers would hold the process.
+        await closeSqlConnections();
         await db.destroy();
       },
     });
   } catch (err) {
     // A server that cannot start (port in use, bad TLS file) must not leave the pool or the
     // engine's timers holding the process open.
+    await triggers.stop().catch(() => undefined);
     await engine.shutdown().catch(() => undefined);
     await db.destroy().catch(() => undefined);
     throw err;

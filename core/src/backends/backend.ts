@@ -105,4 +105,20 @@ export interface ComputeBackend {
   revive(): void;
   /** Disconnects. Running tasks keep running (they are re-adopted on the next start). */
   stop(): Promise<void>;
+  /** The agents this backend knows, for ClusterService.ListAgents (optional). */
+  agents?(): AgentInfo[];
+}
+
+/** One agent as the cluster view shows it (fields of the proto `Agent`). */
+export interface AgentInfo {
+  id: string;
+  hostname: string;
+  /** Backend name ("local", "mesos"). */
+  backend: string;
+  attributes: Record<string, string>;
+  total: ResourceAmounts;
+  /** Resources held by kaon tasks. */
+  used: ResourceAmounts;
+  runningTasks: number;
+  lastSeenAt: Date | undefined;
 }

@@ -18,10 +18,12 @@ import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { CliContext, EXIT, type GlobalOptions } from "./client.js";
-import * as jobCommands from "./commands/job.js";
+import * as clusterCommands from "./commands/cluster.js";
 import * as demoCommand from "./commands/demo.js";
+import * as jobCommands from "./commands/job.js";
 import * as runsCommand from "./commands/runs.js";
 import * as serverCommand from "./commands/server.js";
+import * as triggerCommands from "./commands/triggers.js";
 import * as workflowCommands from "./commands/workflows.js";
 
 export interface CommandModule {
@@ -33,6 +35,8 @@ const COMMANDS: readonly CommandModule[] = [
   serverCommand,
   workflowCommands,
   runsCommand,
+  triggerCommands,
+  clusterCommands,
   demoCommand,
   jobCommands,
 ];

@@ -33,6 +33,8 @@ import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import type { ExprScope } from "../model/expr/index.js";
 import { matchTasks, type OfferSlot } from "../scheduler/matcher.js";
+import { addUsage, type NamespaceUsage, QuotaGate, type QuotaLimits } from "../scheduler/quota.js";
+import { QuotaStore } from "../scheduler/quota-store.js";
 import type {
   EndResult,
   InlineStepType,
@@ -157,6 +159,19 @@ const ACTIVE_STEP = new Set<number>([
   StepStatus.STEP_STATUS_RUNNING,
 ]);
 
+/** A queued step instance as ClusterService.ListQueue shows it. */
+export interface QueuedStep {
+  runId: string;
+  path: string;
+  workflowId: string;
+  namespace: string;
+  resources: ResourceAmounts;
+  reason: string;
+  priority: number;
+  /** Epoch ms: when the step became ready. */
+  queuedAt: number;
+}
+
 interface PendingTask {
   step: StepState;
   attemptNumber: number;
@@ -188,6 +203,8 @@ function isScalar(v: JsonValue): v is string | number | boolean {
 export class Engine {
   readonly notifier = new Notifier();
   readonly queries: RunQueries;
+  /** Per-namespace quotas, enforced when tasks are matched to offers (see quotaGate). */
+  readonly quotas: QuotaStore;
   private journal!: Journal;
   private writer!: BatchWriter;
   private readonly log: Logger;
@@ -217,11 +234,19 @@ export class Engine {
   private stopped = false;
   /** Hooks called after an artifact announcement commits (artifact triggers). */
   readonly artifactListeners: Array<
-    (a: { namespace: string; name: string; partitions: Record<string, string> }) => void
+    (a: {
+      namespace: string;
+      name: string;
+      partitions: Record<string, string>;
+      uri: string;
+      metadata: Record<string, unknown>;
+      revision: number;
+    }) => void
   > = [];
 
   constructor(private readonly opts: EngineOptions) {
     this.queries = new RunQueries(opts.db);
+    this.quotas = new QuotaStore(opts.db);
     this.log = (opts.log ?? silentLogger).child({ component: "engine" });
     this.settings = opts.settings ?? DEFAULT_SETTINGS;
     this.window = opts.materializeWindow ?? 1000;
@@ -242,6 +267,7 @@ export class Engine {
         error: err.message,
       });
     };
+    await this.quotas.load();
     await this.recover();
     await this.opts.backend.start({
       onOffers: (offers) => this.onOffers(offers),
@@ -1323,16 +1349,11 @@ export class Engine {
       if (!t.step.queued || t.step.status !== StepStatus.STEP_STATUS_QUEUED) this.removePending(t);
     }
     if (this.pendingCount === 0 || this.offers.size === 0) {
-      if (this.pendingCount > 0) {
-        for (const t of this.pendingInOrder()) {
-          this.setReason(t.step, "waiting for resources: none offered yet");
-          break;
-        }
-      }
+      if (this.pendingCount > 0) this.explainWithoutOffers();
       return;
     }
     const slots = [...this.offers.values()];
-    const result = matchTasks(this.pendingInOrder(), slots);
+    const result = matchTasks(this.pendingInOrder(), slots, undefined, this.quotaGate());
     const launches = new Map<string, TaskSpec[]>();
     for (const { task, offer } of result.placed) {
       this.removePending(task);
@@ -1364,7 +1385,7 @@ export class Engine {
     }
     for (const offerId of launches.keys()) this.offers.delete(offerId);
     for (const w of result.waiting) this.setReason(w.task.step, w.reason);
-    if (this.pendingCount > 0) {
+    if (this.pendingCount > 0 && !this.onlyQuotaHeld(result.waiting)) {
       // Work is left that the held offers cannot take: return them, so the backend offers
       // again as soon as free resources change (a refusal lasts until they do).
       const unused = [...this.offers.keys()];
@@ -1378,6 +1399,111 @@ export class Engine {
       });
     }
     if (this.pendingCount === 0) this.opts.backend.suppress();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Namespace quotas and the queue as ClusterService sees it
+
+  /** Quota admission for one matching pass; undefined (no cost) when no namespace is limited. */
+  private quotaGate(): QuotaGate<PendingTask> | undefined {
+    if (!this.quotas.any) return undefined;
+    return new QuotaGate<PendingTask>(
+      (ns) => this.quotas.get(ns),
+      this.namespaceUsage(),
+      (t) => t.step.scope.run.namespace,
+      (t) => t.resources,
+    );
+  }
+
+  /**
+   * Reasons for queued tasks while no offer is held: a task over its namespace's quota says
+   * so (whatever offers come), the first other task waits for an offer.
+   */
+  private explainWithoutOffers(): void {
+    const gate = this.quotaGate();
+    let explained = false;
+    for (const t of this.pendingInOrder()) {
+      const refused = gate?.blocked(t);
+      if (refused !== undefined) {
+        this.setReason(t.step, refused);
+        continue;
+      }
+      if (!explained) {
+        this.setReason(t.step, "waiting for resources: none offered yet");
+        explained = true;
+      } else if (t.step.reason.startsWith("namespace '")) {
+        // Its quota has room again; what it lacks now is an offer.
+        this.setReason(t.step, "waiting for resources");
+      }
+      if (!gate) return;
+    }
+  }
+
+  /**
+   * Whether every task left waiting was held back by its namespace's quota only. Then the
+   * offers are kept rather than declined: a decline makes the backend refuse until its free
+   * resources change, and work of another namespace arriving meanwhile would wait out that
+   * refusal behind a quota that is not its own.
+   */
+  private onlyQuotaHeld(waiting: ReadonlyArray<{ refused?: boolean }>): boolean {
+    return waiting.length === this.pendingCount && waiting.every((w) => w.refused === true);
+  }
+
+  /** Running tasks and the resources they hold, per namespace (from the live attempts). */
+  namespaceUsage(): Map<string, NamespaceUsage> {
+    const usage = new Map<string, NamespaceUsage>();
+    for (const a of this.tasks.values()) addUsage(usage, a.step.scope.run.namespace, a.resources);
+    return usage;
+  }
+
+  /**
+   * Stores a namespace's quota. Tasks it held back (or now holds back) are matched again at
+   * once: the backend is asked for fresh offers, since it may be refusing after a decline.
+   */
+  async setQuota(namespace: string, limits: QuotaLimits): Promise<void> {
+    await this.quotas.set(namespace, limits);
+    if (this.pendingCount > 0 && !this.stopped) {
+      this.opts.backend.revive();
+      this.journal.touch("sched");
+    }
+  }
+
+  /**
+   * Queued step instances in scheduling order: tasks waiting for an offer (priority, then
+   * FIFO — the order the matcher scans), then steps held by a step-type limit.
+   */
+  queueEntries(namespace = ""): QueuedStep[] {
+    const out: QueuedStep[] = [];
+    const add = (step: StepState, resources: ResourceAmounts) => {
+      const run = step.scope.run;
+      if (namespace && run.namespace !== namespace) return;
+      out.push({
+        runId: run.id,
+        path: step.path,
+        workflowId: run.workflowId,
+        namespace: run.namespace,
+        resources,
+        reason: step.reason,
+        priority: run.priority,
+        queuedAt: step.readyAt ?? run.createdAt,
+      });
+    };
+    for (const t of this.pendingInOrder()) {
+      if (t.step.queued && t.step.status === StepStatus.STEP_STATUS_QUEUED)
+        add(t.step, t.resources);
+    }
+    const held: StepState[] = [];
+    for (const run of this.runs.values()) {
+      for (const q of run.typeWaiters.values()) {
+        for (const step of q)
+          if (step.queued && step.status === StepStatus.STEP_STATUS_QUEUED) held.push(step);
+      }
+    }
+    held.sort(
+      (a, b) => b.scope.run.priority - a.scope.run.priority || (a.readyAt ?? 0) - (b.readyAt ?? 0),
+    );
+    for (const step of held) add(step, this.resourcesOf(step));
+    return out;
   }
 
   // -------------------------------------------------------------------------------------
@@ -2489,7 +2615,7 @@ export class Engine {
       });
       inSameTick?.();
       await this.journal.committed();
-      for (const item of items) {
+      for (const [n, item] of items.entries()) {
         const waiters = this.artifactWaiters.get(
           this.artifactKey(item.namespace, item.name, item.partitions),
         );
@@ -2497,7 +2623,14 @@ export class Engine {
           for (const st of [...waiters]) (st as StepState & { recheck?: () => void }).recheck?.();
         for (const l of this.artifactListeners) {
           try {
-            l({ namespace: item.namespace, name: item.name, partitions: item.partitions });
+            l({
+              namespace: item.namespace,
+              name: item.name,
+              partitions: item.partitions,
+              uri: item.uri,
+              metadata: item.metadata ?? {},
+              revision: out[n]?.revision ?? 0,
+            });
           } catch (err) {
             this.log.warn("artifact listener failed", { error: (err as Error).message });
           }

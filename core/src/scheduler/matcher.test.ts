@@ -1,6 +1,7 @@
 import { ConstraintOperator } from "@kaon/proto";
 import { describe, expect, it } from "vitest";
 import { matchTasks, neverFits, type OfferSlot } from "./matcher.js";
+import { emptyUsage, QuotaGate, type QuotaLimits, UNLIMITED } from "./quota.js";
 
 const r = (cpus: number, memMb = 100) => ({ cpus, memMb, gpus: 0, diskMb: 0 });
 const offer = (id: string, cpus: number, attributes: Record<string, string> = {}): OfferSlot => ({
@@ -63,5 +64,73 @@ describe("matchTasks", () => {
     const agents = [{ agentId: "a", hostname: "a", total: r(2, 1000), attributes: {} }];
     expect(neverFits(r(1), [], agents)).toBeUndefined();
     expect(neverFits(r(4), [], agents)).toContain("cpus 4");
+  });
+});
+
+describe("matchTasks with namespace quotas", () => {
+  type NsTask = { ns: string; resources: ReturnType<typeof r>; constraints: [] };
+  const task = (ns: string, cpus = 1): NsTask => ({ ns, resources: r(cpus), constraints: [] });
+  const gate = (limits: Record<string, Partial<QuotaLimits>>, usage: Record<string, number> = {}) =>
+    new QuotaGate<NsTask>(
+      (ns) => (limits[ns] ? { ...UNLIMITED, ...limits[ns] } : undefined),
+      new Map(
+        Object.entries(usage).map(([ns, tasks]) => [ns, { ...emptyUsage(), tasks, cpus: tasks }]),
+      ),
+      (t) => t.ns,
+      (t) => t.resources,
+    );
+
+  it("places up to the task quota and says why the rest wait", () => {
+    const tasks = [task("ml"), task("ml"), task("ml")];
+    const { placed, waiting } = matchTasks(
+      tasks,
+      [offer("a", 8)],
+      32,
+      gate({ ml: { maxTasks: 2 } }),
+    );
+    expect(placed).toHaveLength(2);
+    expect(waiting.map((w) => w.reason)).toEqual(["namespace 'ml' quota: 2/2 running tasks"]);
+  });
+
+  it("counts tasks already running against the quota", () => {
+    const { placed, waiting } = matchTasks(
+      [task("ml")],
+      [offer("a", 8)],
+      32,
+      gate({ ml: { maxTasks: 1 } }, { ml: 1 }),
+    );
+    expect(placed).toHaveLength(0);
+    expect(waiting[0]?.reason).toBe("namespace 'ml' quota: 1/1 running tasks");
+  });
+
+  it("never lets a namespace at its quota block another namespace queued behind it", () => {
+    // 50 blocked tasks ahead of one free task: blocked tasks must not count as misses.
+    const tasks = [...Array.from({ length: 50 }, () => task("ml")), task("web")];
+    const { placed } = matchTasks(
+      tasks,
+      [offer("a", 8)],
+      5,
+      gate({ ml: { maxTasks: 1 } }, { ml: 1 }),
+    );
+    expect(placed.map((p) => p.task.ns)).toEqual(["web"]);
+  });
+
+  it("limits cpus held by a namespace", () => {
+    const tasks = [task("ml", 2), task("ml", 2), task("ml", 1)];
+    const { placed, waiting } = matchTasks(tasks, [offer("a", 8)], 32, gate({ ml: { cpus: 3 } }));
+    expect(placed.map((p) => p.task.resources.cpus)).toEqual([2, 1]);
+    expect(waiting[0]?.reason).toBe("namespace 'ml' quota: cpus 2/3 in use, needs 2");
+  });
+
+  it("keeps priority order: the first queued task of a limited namespace goes first", () => {
+    const first = task("ml");
+    const second = task("ml");
+    const { placed } = matchTasks(
+      [first, second],
+      [offer("a", 8)],
+      32,
+      gate({ ml: { maxTasks: 1 } }),
+    );
+    expect(placed[0]?.task).toBe(first);
   });
 });

@@ -2,9 +2,13 @@
 // resources currently offered (one slot per offer) and the ready tasks in priority order,
 // decide which task goes on which offer, and say in words why each unplaced task waits.
 // Fitness is Fenzo-like: hard constraints filter agents, then the offer that leaves the least
-// unused CPU wins (bin packing), with soft constraints breaking ties.
+// unused CPU wins (bin packing), with soft constraints breaking ties. An optional Admission
+// (namespace quotas, ./quota.ts) is asked first: a task it refuses waits with its reason and
+// is passed over without counting as a miss, so one tenant at its quota never blocks the
+// tasks of other tenants queued behind it.
 import { type Constraint, ConstraintOperator } from "@kaon/proto";
 import type { ResourceAmounts } from "../backends/backend.js";
+import type { Admission } from "./quota.js";
 
 export interface OfferSlot {
   id: string;
@@ -22,8 +26,8 @@ export interface MatchTask {
 
 export interface MatchResult<T> {
   placed: Array<{ task: T; offer: OfferSlot }>;
-  /** Why a scanned task was not placed. */
-  waiting: Array<{ task: T; reason: string }>;
+  /** Why a scanned task was not placed; `refused` when the admission (quota) held it back. */
+  waiting: Array<{ task: T; reason: string; refused?: boolean }>;
 }
 
 const EPS = 1e-9;
@@ -84,17 +88,24 @@ const ZERO: ResourceAmounts = { cpus: 0, memMb: 0, gpus: 0, diskMb: 0 };
 /**
  * Places tasks (already in priority order) onto offers. Scanning stops after `maxMisses`
  * consecutive tasks that fit nowhere, so a long queue costs O(placed + maxMisses) per call.
+ * Tasks `admission` refuses (quota) wait with its reason and do not count as misses.
  */
 export function matchTasks<T extends MatchTask>(
   tasks: Iterable<T>,
   offers: OfferSlot[],
   maxMisses = 32,
+  admission?: Admission<T>,
 ): MatchResult<T> {
   const placed: MatchResult<T>["placed"] = [];
   const waiting: MatchResult<T>["waiting"] = [];
   let misses = 0;
   for (const task of tasks) {
     if (misses >= maxMisses) break;
+    const refused = admission?.blocked(task);
+    if (refused !== undefined) {
+      waiting.push({ task, reason: refused, refused: true });
+      continue;
+    }
     let best: OfferSlot | undefined;
     let bestScore = Number.POSITIVE_INFINITY;
     let anyHard = false;
@@ -122,6 +133,7 @@ export function matchTasks<T extends MatchTask>(
         diskMb: best.free.diskMb - task.resources.diskMb,
       };
       placed.push({ task, offer: best });
+      admission?.charge(task);
       misses = 0;
       continue;
     }

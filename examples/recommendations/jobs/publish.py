@@ -35,7 +35,6 @@ def main() -> None:
         {"mean_rmse": round(mean, 5), "regions": len(manifest["choice"])},
     )
     job.output("manifest", out)
-    job.link("manifest", f"file://{out}")
     print(f"published {out}")
 
 

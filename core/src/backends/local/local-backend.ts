@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { type Logger, silentLogger } from "../../log.js";
 import {
+  type AgentInfo,
   type BackendCallbacks,
   type ComputeBackend,
   isTerminalTaskState,
@@ -278,6 +279,11 @@ export class LocalBackend implements ComputeBackend {
   /** Why a task of this size can never run on this machine, or undefined if it can. */
   whyNeverFits(resources: ResourceAmounts): string | undefined {
     return this.pool.whyNeverFits(resources);
+  }
+
+  /** ComputeBackend.agents: this machine is the one agent. */
+  agents(): AgentInfo[] {
+    return [this.agentInfo()];
   }
 
   agentInfo(): LocalAgentInfo {
