@@ -145,7 +145,7 @@ py_tests() {
   local rc=0
   if ((${#sdk_py_tests[@]} > 0)); then
     # sdk-python/pyproject.toml's [tool.pytest.ini_options] applies (cwd sdk-python).
-    (cd sdk-python && "$venv_bin/pytest" -q) || rc=1
+    (cd sdk-python && KAON_REQUIRE_SERVER=1 "$venv_bin/pytest" -q) || rc=1
   fi
   if ((${#root_py_tests[@]} > 0)); then
     "$venv_bin/pytest" -q "${root_py_tests[@]}" || rc=1

@@ -80,6 +80,8 @@ export async function startServer(options: StartServerOptions): Promise<KaonServ
   const health = HealthState();
   const grpc = createServer({
     "grpc.max_receive_message_length": config.maxHttpBodyBytes,
+    // Channelz keeps per-call statistics nobody here reads; it cost ~4 % of a Report call.
+    "grpc.enable_channelz": 0,
   }).use(errorMiddleware(log.child({ component: "grpc" }), shutdownController.signal));
   grpc.add(HealthDefinition, HealthServiceImpl(health));
   grpc.add(
