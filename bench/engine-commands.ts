@@ -3,7 +3,14 @@
 //     (the agent's own spawn+wait of `true`, one at a time, measured in the same run);
 // (b) a foreach of 10,000 `true` at concurrency 8 against the agent's spawn floor at the
 //     same concurrency, measured in the same run.
+// For (b) it also prints the CPU time spent per task by core (this process), the agent and
+// the jobs themselves (the agent's reaped children), for the floor and for the run: on a
+// machine whose cores are saturated by the fan-out, the ratio is roughly the ratio of CPU
+// per task, so these figures say where the gap comes from.
+// The data directory is a temp dir under $TMPDIR; `TMPDIR=/dev/shm` takes the disk's cost of
+// creating the attempt directories and log files out of the figures (bench/README.md).
 // Run: npx tsx bench/engine-commands.ts [chainLength] [fanout]
+import { readFileSync } from "node:fs";
 import { RunStatus } from "@kaon/proto";
 import { RUN_ENDED } from "../core/src/engine/notifier.js";
 import { startEngineKaon } from "../test/engine/support/harness.js";
@@ -18,6 +25,32 @@ const floor = (n: number, concurrency: number) =>
   conn.request({ type: "bench", n, concurrency, argv: ["true"] });
 
 const tiny = { cpus: 0.1, memMb: 16 };
+
+/** CPU ms of the agent itself and of its reaped children (the jobs), from /proc (USER_HZ 100). */
+const agentPid = k.backend.agentInfo().agentPid;
+function agentCpu(): { agent: number; jobs: number } {
+  const fields = readFileSync(`/proc/${agentPid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  const tick = (i: number) => Number(fields[i]) * 10;
+  return { agent: tick(11) + tick(12), jobs: tick(13) + tick(14) };
+}
+function coreCpu(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+/** CPU µs per task of core, agent and jobs between two samples. */
+function perTask(
+  from: { core: number; agent: number; jobs: number },
+  to: { core: number; agent: number; jobs: number },
+  n: number,
+) {
+  const us = (a: number, b: number) => Math.round(((b - a) * 1000) / n);
+  return {
+    core: us(from.core, to.core),
+    agent: us(from.agent, to.agent),
+    jobs: us(from.jobs, to.jobs),
+  };
+}
+const sample = () => ({ core: coreCpu(), ...agentCpu() });
 
 /** Starts a run and resolves when it ends, waiting on the engine's notifier (no WatchRun). */
 async function runToEnd(workflowId: string) {
@@ -67,10 +100,13 @@ try {
       },
     ],
   });
+  const c0 = sample();
   const fanFloor = await floor(fanout, 8);
+  const c1 = sample();
   const t1 = performance.now();
   const fan = await runToEnd("fanout");
   const fanMs = performance.now() - t1;
+  const c2 = sample();
   console.log(
     JSON.stringify({
       bench: "engine-commands",
@@ -89,6 +125,8 @@ try {
         totalMs: Math.round(fanMs),
         floorMs: Math.round(fanFloor.elapsedMs),
         ratio: Number((fanMs / fanFloor.elapsedMs).toFixed(2)),
+        floorCpuUsPerTask: perTask(c0, c1, fanout),
+        runCpuUsPerTask: perTask(c1, c2, fanout),
       },
       peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     }),

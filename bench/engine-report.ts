@@ -82,9 +82,17 @@ try {
   }
   const self = new URL(import.meta.url).pathname;
   const tsx = new URL("../node_modules/.bin/tsx", import.meta.url).pathname;
-  const child = spawn(tsx, [self, "--client", String(calls), String(items), k.server.grpcAddress, token], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  // KAON_BENCH_CLIENT=python: the load generator is bench/report-client.py (grpcio's C core
+  // spends less CPU per call than grpc-js, leaving more of the 2 cores to core).
+  const python = process.env.KAON_BENCH_CLIENT === "python";
+  const venvPython = new URL("../.venv/bin/python", import.meta.url).pathname;
+  const pyClient = new URL("./report-client.py", import.meta.url).pathname;
+  const args = [String(calls), String(items), k.server.grpcAddress, token];
+  const child = spawn(
+    python ? venvPython : tsx,
+    python ? [pyClient, ...args] : [self, "--client", ...args],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   let out = "";
   child.stdout.on("data", (d) => {
     out += d;
@@ -99,6 +107,7 @@ try {
   console.log(
     JSON.stringify({
       bench: "engine-report",
+      client: python ? "python grpcio" : "node nice-grpc",
       calls,
       itemsPerCall: items,
       seconds: Number((ms / 1000).toFixed(2)),

@@ -89,12 +89,8 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-/** Runs `probe`; on UNIMPLEMENTED skips the test with the server's reason. */
-async function requireService<T>(
-  ctx: { skip: (note?: string) => void },
-  what: string,
-  probe: () => Promise<T>,
-): Promise<T> {
+/** Runs `probe`; UNIMPLEMENTED (a service missing from the server) fails with its name. */
+async function requireService<T>(what: string, probe: () => Promise<T>): Promise<T> {
   if (startFailure !== undefined || client === undefined) {
     throw new Error(`the real kaon server did not start: ${startFailure}`);
   }
@@ -119,12 +115,12 @@ describe("TypeScript SDK against the real server", () => {
     expect(client?.address).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
-  test("validate: an invalid workflow raises InvalidDefinitionError with core's field paths", async (ctx) => {
+  test("validate: an invalid workflow raises InvalidDefinitionError with core's field paths", async () => {
     const bad = workflow({ id: "e2e.ts.bad" }, () => {
       const a = noop("a");
       a.to(noop("a"));
     });
-    const err = await requireService(ctx, "WorkflowService.Validate", () =>
+    const err = await requireService("WorkflowService.Validate", () =>
       client!.validate(bad).then(
         () => undefined,
         (e: unknown) => {
@@ -137,10 +133,8 @@ describe("TypeScript SDK against the real server", () => {
     expect((err as InvalidDefinitionError).violations.map((v) => v.field)).toContain("steps[1].id");
   });
 
-  test("deploy: versions, identical content, SCM metadata and the client name", async (ctx) => {
-    const first = await requireService(ctx, "WorkflowService.Deploy", () =>
-      client!.deploy(hello()),
-    );
+  test("deploy: versions, identical content, SCM metadata and the client name", async () => {
+    const first = await requireService("WorkflowService.Deploy", () => client!.deploy(hello()));
     expect(first.version.version).toBeGreaterThanOrEqual(1);
     const again = await client!.deploy(hello());
     expect(again.created).toBe(false);
@@ -151,7 +145,7 @@ describe("TypeScript SDK against the real server", () => {
     expect(changed.version.scm?.commit).toMatch(/^[0-9a-f]{40}$/);
   });
 
-  test("run, wait with progress, steps, outputs, logs, in-job reports from TS, the CLI and $KAON_OUTPUT, restart", async (ctx) => {
+  test("run, wait with progress, steps, outputs, logs, in-job reports from TS, the CLI and $KAON_OUTPUT, restart", async () => {
     const script = [
       `import { job } from ${JSON.stringify(SDK_ENTRY)};`,
       `job.output("from_ts", { auc: 0.9 });`,
@@ -180,7 +174,7 @@ describe("TypeScript SDK against the real server", () => {
         command("file", 'echo "from_file=hello" >> "$KAON_OUTPUT"; echo logged-line'),
       );
     });
-    const run = await requireService(ctx, "WorkflowService.Deploy + RunService.StartRun", () =>
+    const run = await requireService("WorkflowService.Deploy + RunService.StartRun", () =>
       client!.run(wf),
     );
     const seen: string[] = [];

@@ -83,3 +83,26 @@ describe("Authenticator", () => {
     expect(stepTokens.verify(token.replace("kst_", "kst_x"))).toBeNull();
   });
 });
+
+describe("step token cache", () => {
+  it("remembers good signatures only, and checks liveness on every call", () => {
+    let live = true;
+    const tokens = new StepTokens(Buffer.alloc(32, 7), { isAttemptLive: () => live });
+    const token = tokens.issue({ runId: "run-1", path: "train", attempt: 2 });
+    expect(tokens.verify(token)).toEqual({ runId: "run-1", path: "train", attempt: 2 });
+    // Served from the cache now; the attempt ending still revokes it at once.
+    live = false;
+    expect(tokens.verify(token)).toBeNull();
+    live = true;
+    // A forged token (same payload, wrong signature) is rejected even though its payload is cached.
+    const [payload] = token.split(".");
+    expect(tokens.verify(`${payload}.${"A".repeat(43)}`)).toBeNull();
+    // The cached identity cannot be changed through a returned object.
+    const first = tokens.decode(token) as { attempt: number };
+    first.attempt = 99;
+    expect(tokens.decode(token)?.attempt).toBe(2);
+    // Another server's token never verifies.
+    const other = new StepTokens(Buffer.alloc(32, 8)).issue({ runId: "r", path: "p", attempt: 1 });
+    expect(tokens.verify(other)).toBeNull();
+  });
+});

@@ -147,6 +147,14 @@ export interface StartRunInput {
   runTs?: number;
 }
 
+/** Variables of core's own environment that every job inherits (PATH comes from the agent). */
+const INHERITED_ENV: Record<string, string> = Object.fromEntries(
+  ["HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"].flatMap((name) => {
+    const value = process.env[name];
+    return value === undefined ? [] : [[name, value]];
+  }),
+);
+
 const DEFAULT_SETTINGS: StepTypeSettings = {
   sparkVersions: {},
   sqlConnections: {},
@@ -1009,6 +1017,9 @@ export class Engine {
   private baseEnv(step: StepState, attempt: number): Record<string, string> {
     const run = step.scope.run;
     const env: Record<string, string> = {
+      // The few variables tools expect of any login (R, pip and Spark read HOME, locale-aware
+      // code reads LANG); everything else a job sees is explicit: its step's env and params.
+      ...INHERITED_ENV,
       KAON_RUN_ID: run.id,
       KAON_WORKFLOW_ID: run.workflowId,
       KAON_STEP: step.node.id,

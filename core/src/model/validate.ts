@@ -1366,7 +1366,6 @@ class Validator {
       this.out.add(
         path,
         `${scope.where}: ${what} template '${source}' does not parse${at}: ${parsed.error.message}`,
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: the hint shows template syntax
         "templates embed CEL as ${ <expr> }; write $${ for a literal ${",
       );
       return;

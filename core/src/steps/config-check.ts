@@ -134,7 +134,6 @@ export class ConfigCheck {
         this.add(
           field,
           `template ${show(v)} uses '${ref}'; step config templates see only params.* and run.*`,
-          // biome-ignore lint/suspicious/noTemplateCurlyInString: names the template syntax
           "declare a step param with that expression and use ${params.<name>} here",
         );
       }

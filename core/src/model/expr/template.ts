@@ -57,7 +57,6 @@ export function parseTemplate(source: string): TemplateParseOutcome {
     if (end < 0) {
       return {
         ok: false,
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: names the template syntax
         error: { message: "unterminated '${' in template (no matching '}')", position: i },
       };
     }

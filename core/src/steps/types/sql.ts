@@ -8,6 +8,7 @@ import { once } from "node:events";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import knexFactory, { type Knex } from "knex";
+import pg from "pg";
 import { ConfigCheck, show } from "../config-check.js";
 import type { EndResult, InlineStepType, JsonValue, StepContext } from "../step-type.js";
 import { configScope, renderConfigString, StepConfigError } from "../templating.js";
@@ -16,10 +17,29 @@ export const ROWS_FILE = "rows.jsonl";
 const MAX_QUERY_LENGTH = 1024 * 1024;
 const BIND_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+// node-pg hands 64-bit integers (int8: count(*), bigint, bigserial) over as text; rows.jsonl
+// promises numbers when exact (as SQLite's rows have them), so this client parses them.
+const PG_INT8_OID = 20;
+const pgTypes: Knex.PgCustomTypesConfig = {
+  getTypeParser(oid, format) {
+    if (oid === PG_INT8_OID && format !== "binary") {
+      return (text: string) => {
+        const n = Number(text);
+        return Number.isSafeInteger(n) ? n : text;
+      };
+    }
+    return pg.types.getTypeParser(oid, format === "binary" ? "binary" : "text");
+  },
+};
+
 /** knex configuration for a connection string: a postgres URL, or a SQLite file path. */
 export function knexConfigFor(connection: string): Knex.Config {
   if (/^postgres(ql)?:\/\//i.test(connection)) {
-    return { client: "pg", connection, pool: { min: 0, max: 4 } };
+    return {
+      client: "pg",
+      connection: { connectionString: connection, types: pgTypes },
+      pool: { min: 0, max: 4 },
+    };
   }
   const filename = connection.replace(/^sqlite:(\/\/)?/i, "");
   return {
