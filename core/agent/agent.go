@@ -26,11 +26,13 @@ type agent struct {
 	devNull    *os.File
 	pathEnv    string // the agent's own PATH, given to jobs whose env has none
 	orphanPoll time.Duration
+	idleExit   time.Duration // 0: never exit when idle (see idle.go)
 
 	mu      sync.Mutex
 	tasks   map[string]*task
 	active  *conn            // the connection events go to; the latest one wins
 	orphans map[string]*task // re-adopted after a restart: watched through /proc
+	idle    idleState
 
 	pathMu    sync.Mutex
 	pathCache map[string]pathCacheEntry
@@ -50,7 +52,7 @@ type killOrder struct {
 	grace time.Duration
 }
 
-func newAgent(dir string, orphanPoll time.Duration) (*agent, error) {
+func newAgent(dir string, orphanPoll, idleExit time.Duration) (*agent, error) {
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
@@ -60,6 +62,7 @@ func newAgent(dir string, orphanPoll time.Duration) (*agent, error) {
 		devNull:    devNull,
 		pathEnv:    os.Getenv("PATH"),
 		orphanPoll: orphanPoll,
+		idleExit:   idleExit,
 		tasks:      make(map[string]*task),
 		orphans:    make(map[string]*task),
 		pathCache:  make(map[string]pathCacheEntry),
@@ -76,12 +79,30 @@ func nowMs() int64 { return time.Now().UnixMilli() }
 
 func (a *agent) journalPath() string { return filepath.Join(a.dir, "tasks.journal") }
 
+func (a *agent) sockPath() string { return filepath.Join(a.dir, "agent.sock") }
+
 // ---- connections -------------------------------------------------------------------------
 
-func (a *agent) serve(ln net.Listener) {
+// serve accepts clients until the agent exits for being idle (see idle.go), the only
+// reason it returns.
+func (a *agent) serve(ln *net.UnixListener) {
+	a.mu.Lock()
+	a.idle.ln = ln
+	a.armIdleLocked()
+	a.mu.Unlock()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) { // the idle timer woke us
+				pending, closed := a.closeIfIdle(ln)
+				if closed {
+					return
+				}
+				for _, nc := range pending {
+					a.accepted(nc)
+				}
+				continue
+			}
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -89,18 +110,24 @@ func (a *agent) serve(ln net.Listener) {
 			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		c := newConn(nc)
-		a.mu.Lock()
-		old := a.active
-		a.active = c
-		a.mu.Unlock()
-		if old != nil {
-			old.send(mustMarshal(event{Type: "superseded", Message: "another client connected to the agent"}))
-			old.closeAfterFlush()
-		}
-		c.send(mustMarshal(event{Type: "hello", Pid: os.Getpid(), Version: protocolVersion}))
-		go a.read(c)
+		a.accepted(nc)
 	}
+}
+
+func (a *agent) accepted(nc net.Conn) {
+	c := newConn(nc)
+	a.mu.Lock()
+	a.idle.conns++
+	a.cancelIdleLocked()
+	old := a.active
+	a.active = c
+	a.mu.Unlock()
+	if old != nil {
+		old.send(mustMarshal(event{Type: "superseded", Message: "another client connected to the agent"}))
+		old.closeAfterFlush()
+	}
+	c.send(mustMarshal(event{Type: "hello", Pid: os.Getpid(), Version: protocolVersion}))
+	go a.read(c)
 }
 
 func (a *agent) read(c *conn) {
@@ -110,6 +137,8 @@ func (a *agent) read(c *conn) {
 		if a.active == c {
 			a.active = nil
 		}
+		a.idle.conns--
+		a.armIdleLocked()
 		a.mu.Unlock()
 	}()
 	sc := bufio.NewScanner(c.nc)
@@ -184,6 +213,7 @@ func (a *agent) launch(req *request) {
 		return
 	}
 	a.mu.Lock()
+	a.cancelIdleLocked()
 	if t, ok := a.tasks[req.TaskID]; ok {
 		// A relaunch of a known task (e.g. a core that retried after a restart) reports
 		// the task's state instead of running it twice.
@@ -547,6 +577,7 @@ func (a *agent) ack(taskID string) {
 	}
 	delete(a.tasks, taskID)
 	a.journal.del(taskID)
+	a.armIdleLocked()
 }
 
 // ---- bench -------------------------------------------------------------------------------
@@ -561,6 +592,15 @@ func (a *agent) bench(c *conn, req *request) {
 	if conc <= 0 {
 		conc = 1
 	}
+	a.mu.Lock()
+	a.idle.benches++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.idle.benches--
+		a.armIdleLocked()
+		a.mu.Unlock()
+	}()
 	argv := req.Argv
 	if len(argv) == 0 {
 		argv = []string{"true"}

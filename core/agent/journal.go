@@ -34,6 +34,14 @@ type journalEntry struct {
 	taskID string
 	line   []byte // nil: delete
 	then   func()
+	// closed, when set, makes this the last entry: the writer stops after it and reports
+	// whether it removed the (empty) journal.
+	closed chan<- journalClosed
+}
+
+type journalClosed struct {
+	removed bool
+	err     error
 }
 
 type journal struct {
@@ -137,6 +145,15 @@ func (j *journal) del(taskID string) {
 	j.enqueue(journalEntry{taskID: taskID})
 }
 
+// close writes what is queued, stops the writer and removes the journal if no record is
+// live. Nothing may be queued after it: the agent calls it only on its way out.
+func (j *journal) close() (removed bool, err error) {
+	ch := make(chan journalClosed, 1)
+	j.enqueue(journalEntry{closed: ch})
+	r := <-ch
+	return r.removed, r.err
+}
+
 func (j *journal) enqueue(e journalEntry) {
 	j.mu.Lock()
 	j.pending = append(j.pending, e)
@@ -155,7 +172,12 @@ func (j *journal) run() {
 		batch, j.pending = j.pending, batch[:0]
 		j.mu.Unlock()
 		buf.Reset()
+		var closed chan<- journalClosed
 		for _, e := range batch {
+			if e.closed != nil {
+				closed = e.closed
+				continue
+			}
 			if e.line == nil {
 				delLine, _ := json.Marshal(journalLine{Del: e.taskID})
 				buf.Write(delLine)
@@ -177,12 +199,28 @@ func (j *journal) run() {
 			}
 			batch[i] = journalEntry{}
 		}
+		if closed != nil {
+			closed <- j.finish()
+			return
+		}
 		if j.lines > 4*len(j.live)+10000 {
 			if err := j.compact(); err != nil {
 				log.Printf("cannot compact the task journal: %v", err)
 			}
 		}
 	}
+}
+
+// finish closes the file, removing it when no record is live.
+func (j *journal) finish() journalClosed {
+	err := j.f.Close()
+	if len(j.live) > 0 {
+		return journalClosed{err: err}
+	}
+	if err := os.Remove(j.path); err != nil && !os.IsNotExist(err) {
+		return journalClosed{err: err}
+	}
+	return journalClosed{removed: true}
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -19,6 +19,7 @@ import {
 } from "@kaon/proto";
 import { type Client, createChannel, createClient, Metadata } from "nice-grpc";
 import { LocalBackend } from "../../core/src/backends/local/index.js";
+import { killAgent } from "../../core/src/backends/local/test-support.js";
 import { resolveServerConfig } from "../../core/src/config.js";
 import { silentLogger } from "../../core/src/log.js";
 import { createKaon, type Kaon } from "../../core/src/server-main.js";
@@ -123,17 +124,11 @@ export async function startClusterKaon(dataDir?: string): Promise<ClusterKaon> {
       return { run, events };
     },
     async stop(options = {}) {
-      const agentPid = backend.agentInfo().agentPid;
       channel.close();
       await kaon.shutdown("test finished");
       if (!options.keepDataDir) {
-        if (agentPid) {
-          try {
-            process.kill(agentPid, "SIGKILL");
-          } catch {
-            // already gone
-          }
-        }
+        // By its pid file, which an agent that already exited idle has removed.
+        killAgent(dir);
         rmSync(dir, { recursive: true, force: true });
       }
     },

@@ -29,7 +29,6 @@ def main() -> None:
     # ALS's lineage grows with every iteration; without checkpoints a long fit overflows the
     # stack while serialising tasks (java.lang.StackOverflowError).
     spark.sparkContext.setCheckpointDir(os.path.join(out_dir, "checkpoints"))
-    job.link("Spark UI", spark.sparkContext.uiWebUrl or "")
     opts = {"header": True, "inferSchema": True}
     train = spark.read.csv(os.path.join(workspace, "train.csv"), **opts)
     test = spark.read.csv(os.path.join(workspace, "test.csv"), **opts)

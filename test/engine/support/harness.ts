@@ -22,6 +22,7 @@ import { Authenticator, loadOrCreateAuthFiles, StepTokens } from "../../../core/
 import { engineServices } from "../../../core/src/api/run-service.js";
 import { type KaonServer, startServer } from "../../../core/src/api/server.js";
 import { LocalBackend } from "../../../core/src/backends/local/index.js";
+import { killAgent } from "../../../core/src/backends/local/test-support.js";
 import { resolveServerConfig } from "../../../core/src/config.js";
 import { workflowRepoDefinitions } from "../../../core/src/engine/definitions.js";
 import { Engine } from "../../../core/src/engine/engine.js";
@@ -166,12 +167,12 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
     },
     watch,
     async stop(opts = {}) {
-      const agentPid = backend.agentInfo().agentPid;
       channel.close();
       await server.shutdown("test finished");
       await db.destroy();
       if (!opts.keepDataDir) {
-        if (agentPid) killQuietly(agentPid);
+        // By its pid file, which an agent that already exited idle has removed.
+        killAgent(dataDir);
         rmSync(dataDir, { recursive: true, force: true });
       }
     },

@@ -51,6 +51,12 @@
 // since they are no longer its children) and reports the others `lost`. One client is
 // active at a time (the latest to connect); events are not queued for absent clients — the
 // task table is the truth and `list` reads it.
+//
+// Lifetime: an agent that owns nothing — no client connected, no task running, no terminal
+// status unacknowledged — for its `--idle-exit` grace (default 30 s, 0: never) removes its
+// socket, pid, lock and empty journal files and exits. A client that connects while it does
+// is still served (the agent takes it from the listen backlog and stays); one that finds the
+// socket gone or refused starts a new agent.
 
 import net from "node:net";
 
@@ -178,9 +184,21 @@ export class AgentConnection {
     });
   }
 
-  close(): void {
-    this.socket.end();
-    this.socket.destroy();
+  /**
+   * Closes gracefully: what was sent (e.g. the acks just before a stop) reaches the agent
+   * before it sees the end. Resolves once the socket is closed (destroyed after 1 s at most).
+   */
+  close(): Promise<void> {
+    if (this.closed || this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.socket.destroy(), 1000);
+      timer.unref();
+      this.socket.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.end();
+    });
   }
 
   private receive(chunk: string): void {

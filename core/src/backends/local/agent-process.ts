@@ -1,6 +1,8 @@
 // Finds the local agent of a data directory, or starts it. This holds the only spawn core
 // ever does: once per agent lifetime, detached (own session) so that the agent and its jobs
 // outlive core. A second starter racing us loses the agent's lock and names the winner.
+// An agent also exits by itself once it owns nothing for a while (--idle-exit): a connect
+// that meets one on its way out (socket gone, or refused) starts the next one.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -33,6 +35,8 @@ export interface AgentStartOptions {
   agentDir: string;
   binary: string;
   timeoutMs: number;
+  /** Passed as --idle-exit to an agent we start; undefined: the agent's default (30 s). */
+  idleExitMs?: number | undefined;
   onEvent: (event: AgentEvent) => void;
   onClose: () => void;
 }
@@ -47,30 +51,43 @@ export async function connectOrStartAgent(opts: AgentStartOptions): Promise<Agen
     );
   }
   const connect = () => AgentConnection.connect(socketPath, opts.onEvent, opts.onClose);
-  try {
-    return await connect();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== "ENOENT" && code !== "ECONNREFUSED") throw err;
-  }
-
-  await startAgent(opts);
-  // The agent listens before it says ready; when another starter won the race, its agent
-  // may still be loading records, so give it until the deadline.
   const deadline = Date.now() + opts.timeoutMs;
+  /** The agent the last start named: ours ("ready") or the lock holder ("running"). */
+  let named: { pid: number; ours: boolean } | undefined;
   for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+    let lastError: unknown;
     try {
       return await connect();
     } catch (err) {
-      if (Date.now() + delay > deadline) {
-        throw new Error(`cannot connect to the local agent at ${socketPath}: ${String(err)}`);
-      }
-      await new Promise((r) => setTimeout(r, delay));
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && code !== "ECONNREFUSED") throw err;
+      lastError = err;
     }
+    if (Date.now() > deadline) {
+      throw new Error(`cannot connect to the local agent at ${socketPath}: ${String(lastError)}`);
+    }
+    // Nothing listens. Start an agent, unless the one a start named still lives: it is
+    // loading its records (it listens before saying ready) or exiting idle (its pid file is
+    // gone, so it was named as pid 0, or it ends in a moment and the next start takes over).
+    if (named === undefined || !processExists(named.pid)) {
+      named = await startAgent(opts);
+      if (named.ours) continue; // listening already
+    }
+    await new Promise((r) => setTimeout(r, delay));
   }
 }
 
-async function startAgent(opts: AgentStartOptions): Promise<void> {
+function processExists(pid: number): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function startAgent(opts: AgentStartOptions): Promise<{ pid: number; ours: boolean }> {
   try {
     fs.accessSync(opts.binary, fs.constants.X_OK);
   } catch {
@@ -83,7 +100,9 @@ async function startAgent(opts: AgentStartOptions): Promise<void> {
   const logFd = fs.openSync(logPath, "a", 0o600);
   let child: ReturnType<typeof spawn>;
   try {
-    child = spawn(opts.binary, ["--dir", opts.agentDir], {
+    const args = ["--dir", opts.agentDir];
+    if (opts.idleExitMs !== undefined) args.push("--idle-exit", `${opts.idleExitMs}ms`);
+    child = spawn(opts.binary, args, {
       detached: true,
       stdio: ["ignore", "pipe", logFd],
     });
@@ -129,9 +148,11 @@ async function startAgent(opts: AgentStartOptions): Promise<void> {
   });
   child.stdout?.destroy();
   child.unref();
-  if (!/^(ready|running) \d+$/.test(line)) {
+  const m = /^(ready|running) (\d+)$/.exec(line);
+  if (!m) {
     throw new Error(`unexpected first line from the local agent: ${JSON.stringify(line)}`);
   }
+  return { pid: Number(m[2]), ours: m[1] === "ready" };
 }
 
 function lastLine(file: string): string {

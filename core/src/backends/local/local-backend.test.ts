@@ -135,10 +135,16 @@ describe("LocalBackend", () => {
     );
     await rec.state("t-tree", "RUNNING");
     await rec.state("t-stubborn", "RUNNING");
+    // Whole lines: the shell creates the file before echo writes the pid into it.
+    const pidWritten = (file: string) => {
+      try {
+        return fs.readFileSync(path.join(work, file), "utf8").endsWith("\n");
+      } catch {
+        return false;
+      }
+    };
     await waitFor(
-      () =>
-        fs.existsSync(path.join(work, "child.pid")) &&
-        fs.existsSync(path.join(work, "stubborn.pid")),
+      () => pidWritten("child.pid") && pidWritten("stubborn.pid"),
       "the jobs' children",
     );
     const child = Number(fs.readFileSync(path.join(work, "child.pid"), "utf8"));
@@ -249,6 +255,63 @@ describe("LocalBackend", () => {
       () => journalState(dir, "t-write") === "deleted" && journalState(dir, "t-long") === "deleted",
       "the records to be dropped",
     );
+  });
+
+  it("lets the agent exit once it owns nothing: stopped, every status acknowledged", async () => {
+    const dir = newDataDir();
+    const { backend, rec } = await startBackend(dir, { agentIdleExitMs: 200 });
+    const agentPid = backend.agentInfo().agentPid as number;
+    expect(agentPid).toBeGreaterThan(0);
+    backend.launch([(await rec.takeOffer()).id], [spec(dir, "t-idle", argv("true"))]);
+    expect(await rec.final("t-idle")).toMatchObject({ state: "FINISHED" });
+    expect(journalState(dir, "t-idle")).toBe("exited");
+    // The ack leaves just before the connection closes; stop() closes gracefully, so the
+    // agent reads it before the end (without it, the unacknowledged end would keep it).
+    backend.acknowledge("t-idle");
+    await backend.stop();
+    await waitFor(() => !processAlive(agentPid), "the idle agent to exit");
+    for (const file of ["agent.sock", "agent.pid", "agent.lock", "tasks.journal"]) {
+      expect(fs.existsSync(path.join(dir, "agent", file)), file).toBe(false);
+    }
+    expect(fs.readFileSync(path.join(dir, "agent", "agent.log"), "utf8")).toMatch(
+      /owned nothing for 200ms: exited/,
+    );
+  });
+
+  it("keeps an idle-exiting agent while a task runs, until its end reaches the next core", async () => {
+    const dir = newDataDir();
+    const a = await startBackend(dir, { agentIdleExitMs: 200 });
+    const agentPid = a.backend.agentInfo().agentPid as number;
+    a.backend.launch(
+      [(await a.rec.takeOffer()).id],
+      [spec(dir, "t-outlive", shell("sleep 1; exit 5"))],
+    );
+    await a.rec.state("t-outlive", "RUNNING");
+    await a.backend.stop();
+    // The job runs for five idle graces with no core connected, and its end is recorded...
+    await waitFor(() => journalState(dir, "t-outlive") === "exited", "t-outlive to end");
+    // ...by the same agent, which stays: the end is not acknowledged yet.
+    expect(processAlive(agentPid)).toBe(true);
+
+    const b = await startBackend(dir, { agentIdleExitMs: 200 });
+    expect(b.backend.agentInfo().agentPid).toBe(agentPid);
+    expect(await b.rec.final("t-outlive")).toMatchObject({ state: "FAILED", exitCode: 5 });
+    b.backend.acknowledge("t-outlive");
+    await b.backend.stop();
+    await waitFor(() => !processAlive(agentPid), "the agent to exit after the ack");
+    expect(fs.existsSync(path.join(dir, "agent", "tasks.journal"))).toBe(false);
+  });
+
+  it("reaches an agent even when it is exiting idle just as core connects", async () => {
+    const dir = newDataDir();
+    // A 1 ms grace: the agent a stop() leaves behind is exiting as the next start connects.
+    for (let i = 0; i < 20; i++) {
+      const { backend, rec } = await startBackend(dir, { agentIdleExitMs: 1 });
+      backend.launch([(await rec.takeOffer()).id], [spec(dir, `t-race-${i}`, argv("true"))]);
+      expect(await rec.final(`t-race-${i}`)).toMatchObject({ state: "FINISHED" });
+      backend.acknowledge(`t-race-${i}`);
+      await backend.stop();
+    }
   });
 
   it("survives core being killed abruptly", async () => {

@@ -52,6 +52,12 @@ export interface LocalBackendOptions {
   killGraceMs?: number;
   /** How long start() (and each reconnect) may take to reach the agent. Default: 10000 ms. */
   startTimeoutMs?: number;
+  /**
+   * For an agent this backend starts: how long it lingers once it owns nothing (no client,
+   * no running task, no unacknowledged status) before it exits (`--idle-exit`); 0: never.
+   * Default: the agent's, 30000 ms. An agent already running keeps its own setting.
+   */
+  agentIdleExitMs?: number;
   /** Default: silent. */
   logger?: Logger;
 }
@@ -90,6 +96,9 @@ interface TaskMeta {
 }
 
 const DEFAULT_REFUSE_SECONDS = 5;
+
+/** The agent closed a new connection before the first resync (killed, or exiting idle). */
+class AgentConnectionLost extends Error {}
 const MIB = 1024 * 1024;
 
 export class LocalBackend implements ComputeBackend {
@@ -103,6 +112,7 @@ export class LocalBackend implements ComputeBackend {
   private readonly agentBinary: string;
   private readonly killGraceMs: number;
   private readonly startTimeoutMs: number;
+  private readonly agentIdleExitMs: number | undefined;
   private readonly log: Logger;
 
   private callbacks: BackendCallbacks | undefined;
@@ -140,6 +150,10 @@ export class LocalBackend implements ComputeBackend {
     this.agentBinary = options.agentBinary ?? defaultAgentBinary();
     this.killGraceMs = nonNegative(options.killGraceMs, 10_000, "killGraceMs");
     this.startTimeoutMs = nonNegative(options.startTimeoutMs, 10_000, "startTimeoutMs");
+    this.agentIdleExitMs =
+      options.agentIdleExitMs === undefined
+        ? undefined
+        : nonNegative(options.agentIdleExitMs, 0, "agentIdleExitMs");
     this.log = options.logger ?? silentLogger;
   }
 
@@ -148,7 +162,22 @@ export class LocalBackend implements ComputeBackend {
   async start(callbacks: BackendCallbacks): Promise<void> {
     if (this.callbacks) throw new Error("local backend: start() was already called");
     this.callbacks = callbacks;
-    await this.connect();
+    const deadline = Date.now() + this.startTimeoutMs;
+    for (;;) {
+      try {
+        await this.connect();
+        return;
+      } catch (err) {
+        // The agent closed the connection before the first resync: it was killed, or it
+        // exited idle at that very moment. The next attempt finds no socket and starts one.
+        if (!(err instanceof AgentConnectionLost) || this.stopped || Date.now() > deadline) {
+          throw err;
+        }
+        this.log.warn("local backend: the local agent went away while connecting; retrying", {
+          error: err.message,
+        });
+      }
+    }
   }
 
   launch(offerIds: string[], tasks: TaskSpec[]): void {
@@ -266,8 +295,10 @@ export class LocalBackend implements ComputeBackend {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.offer = undefined;
     this.generation++;
-    this.conn?.close();
+    const conn = this.conn;
     this.conn = undefined;
+    // Graceful: acks sent just before stop() reach the agent, which can then exit idle.
+    await conn?.close();
   }
 
   fitsEver(resources: ResourceAmounts): boolean {
@@ -307,26 +338,42 @@ export class LocalBackend implements ComputeBackend {
   private async connect(): Promise<void> {
     const generation = ++this.generation;
     let superseded = false;
+    /** Until the first resync is done, a close fails this connect() instead. */
+    let established = false;
     const conn = await connectOrStartAgent({
       agentDir: this.agentDir,
       binary: this.agentBinary,
       timeoutMs: this.startTimeoutMs,
+      idleExitMs: this.agentIdleExitMs,
       onEvent: (event) => {
         if (generation !== this.generation) return;
         if (event.type === "superseded") superseded = true;
         this.onAgentEvent(event);
       },
       onClose: () => {
-        if (generation === this.generation) this.onDisconnect(superseded);
+        if (established && generation === this.generation) this.onDisconnect(superseded);
       },
     });
     if (this.stopped || generation !== this.generation) {
-      conn.close();
+      void conn.close();
       return;
     }
     this.conn = conn;
+    try {
+      await this.resync(undefined);
+      if (!conn.isOpen) throw new Error("connection to the local agent closed");
+    } catch (err) {
+      if (this.conn === conn) this.conn = undefined;
+      void conn.close();
+      if (superseded) {
+        throw new Error(
+          "another core connected to the local agent of this data directory while this one did",
+        );
+      }
+      throw new AgentConnectionLost(`the local agent closed the connection: ${String(err)}`);
+    }
+    established = true;
     this.reconnectDelayMs = 50;
-    await this.resync(undefined);
     // Kills asked for while we were away.
     for (const task of this.tasks.values()) {
       if (task.killRequested && !isTerminalTaskState(task.state)) {
@@ -364,7 +411,7 @@ export class LocalBackend implements ComputeBackend {
       this.reconnectTimer = undefined;
       this.connect().catch((err) => {
         this.log.warn("local backend: cannot reach the local agent yet", { error: String(err) });
-        this.conn?.close();
+        void this.conn?.close();
         this.conn = undefined;
         this.scheduleReconnect();
       });
