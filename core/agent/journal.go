@@ -3,7 +3,8 @@
 // Durable task records: an append-only journal (<dir>/tasks.journal, one JSON line per
 // change: {"put":record} or {"del":taskId}) written by one goroutine in group writes, and
 // compacted (live records rewritten to a temporary file renamed over it) at start and
-// whenever dead lines dominate.
+// whenever dead lines dominate. An agent exiting idle closes it and removes it (it holds no
+// live record then), so the next agent starts with no journal at all.
 //
 // Why not a file per task: creating files is the expensive part of the launch path
 // (0.06-0.3 ms each on the machine this was measured on); a task needs two records (start

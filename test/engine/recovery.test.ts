@@ -23,7 +23,6 @@ import { WorkflowRepo } from "../../core/src/store/workflow-repo.js";
 import { killQuietly } from "./support/harness.js";
 
 const here = new URL("./support/server-process.ts", import.meta.url).pathname;
-const tsx = new URL("../../node_modules/.bin/tsx", import.meta.url).pathname;
 
 const dataDir = mkdtempSync(join(tmpdir(), "kaon-crash-"));
 let agentPid: number | undefined;
@@ -42,7 +41,11 @@ async function startServerProcess(): Promise<{
   grpc: string;
   adminToken: string;
 }> {
-  const child = spawn(tsx, [here, dataDir], { stdio: ["ignore", "pipe", "inherit"] });
+  // node itself, not the tsx wrapper script: SIGKILL must hit the server, not a parent that
+  // would leave the real server running.
+  const child = spawn(process.execPath, ["--import", "tsx", here, dataDir], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   children.push(child);
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const first = await new Promise<string>((resolve, reject) => {

@@ -363,6 +363,7 @@ export class LocalBackend implements ComputeBackend {
       await this.resync(undefined);
       if (!conn.isOpen) throw new Error("connection to the local agent closed");
     } catch (err) {
+      const lost = !conn.isOpen;
       if (this.conn === conn) this.conn = undefined;
       void conn.close();
       if (superseded) {
@@ -370,6 +371,7 @@ export class LocalBackend implements ComputeBackend {
           "another core connected to the local agent of this data directory while this one did",
         );
       }
+      if (!lost) throw err;
       throw new AgentConnectionLost(`the local agent closed the connection: ${String(err)}`);
     }
     established = true;
