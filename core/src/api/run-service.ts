@@ -276,6 +276,16 @@ export function createRunService(
       const step = Number(req.stepMs) || 86_400_000;
       const start = Number(req.startTs);
       const end = Number(req.endTs);
+      if (!Number.isFinite(step) || step < 1) {
+        // A negative step would count down from start forever, starting runs as it goes.
+        throw new InvalidArgumentError("invalid backfill step", [
+          {
+            field: "step_ms",
+            description: `step ${req.stepMs} ms is not positive`,
+            hint: "set step_ms to the interval between runs (default one day, 86400000)",
+          },
+        ]);
+      }
       if (!start || !end || end < start) {
         throw new InvalidArgumentError("invalid backfill range", [
           {

@@ -237,6 +237,8 @@ export class Engine {
   /** In-flight StartRun calls by idempotency key. */
   private readonly starting = new Map<string, Promise<{ runId: string; created: boolean }>>();
   private readonly revisionLocks = new Map<string, Promise<unknown>>();
+  /** Runs a Restart or RetryStep is bringing back (between its first read and its rebuild). */
+  private readonly reopening = new Set<string>();
   private readonly definitionCache = new Map<string, WorkflowDefinition>();
   private started = false;
   private stopped = false;
@@ -1551,13 +1553,16 @@ export class Engine {
     if (status.exitCode !== undefined) attempt.exitCode = status.exitCode;
     const wasLaunching = attempt.status === AttemptStatus.ATTEMPT_STATUS_LAUNCHING;
     this.journal.touch(attemptKey(step.scope.run.id, step.path, attempt.number));
-    this.journal.afterCommit(() => this.opts.backend.acknowledge(status.taskId));
     this.releaseTypeSlot(step);
     // Outputs the job wrote to $KAON_OUTPUT.
     const parsed = readOutputFile(join(this.attemptDir(step, attempt.number), "output"));
     for (const [k, v] of Object.entries(parsed.outputs)) this.setOutput(step, k, v);
     for (const p of parsed.problems) this.addMessage(step, 3, p);
     const finish = (succeeded: boolean, failure: Failure, message: string) => {
+      // Acknowledged with the commit that records the outcome, which may come ticks later
+      // (an async interpretEnd): earlier, a crash would leave a RUNNING attempt the backend
+      // has forgotten, and recovery would call a finished task LOST.
+      this.journal.afterCommit(() => this.opts.backend.acknowledge(status.taskId));
       attempt.message = message;
       if (succeeded) {
         attempt.status = AttemptStatus.ATTEMPT_STATUS_SUCCEEDED;
@@ -1854,7 +1859,7 @@ export class Engine {
         );
       }
     }
-    if (finalStatus === StepStatus.STEP_STATUS_STOPPED && !run.stopping) {
+    if (finalStatus === StepStatus.STEP_STATUS_STOPPED && !run.stopping && !scope.stopped) {
       scope.failed = true;
       if (!scope.owner) run.stoppedSteps = true;
     }
@@ -1993,11 +1998,24 @@ export class Engine {
   }
 
   private materialize(step: StepState, state: ForeachState): void {
+    // Iterations that end synchronously (a param error, an empty inner foreach) call back in
+    // here; the loop below picks up the freed slot instead of recursing once per iteration.
+    if (state.materializing) return;
+    state.materializing = true;
+    try {
+      this.materializeNow(step, state);
+    } finally {
+      state.materializing = false;
+    }
+  }
+
+  private materializeNow(step: StepState, state: ForeachState): void {
     const run = step.scope.run;
     const limit = state.concurrency > 0 ? state.concurrency : this.window;
     while (
       !run.stopping &&
       !step.scope.stopped &&
+      !step.book.h &&
       state.live.size < limit &&
       state.next < state.total
     ) {
@@ -2009,7 +2027,7 @@ export class Engine {
     this.updateChildCounts(step, state);
     if (
       state.live.size === 0 &&
-      (state.next >= state.total || run.stopping || step.scope.stopped)
+      (state.next >= state.total || run.stopping || step.scope.stopped || step.book.h)
     ) {
       this.finishForeach(step, state);
     }
@@ -2379,6 +2397,8 @@ export class Engine {
     const c = step.container;
     if (c && step.status === StepStatus.STEP_STATUS_RUNNING) {
       if (c.kind === "foreach") {
+        step.book = { ...step.book, h: 1 };
+        this.journal.step(step);
         for (const s of [...c.live.values()]) this.stopScope(s, reason);
         if (c.live.size === 0) this.finishForeach(step, c);
         return;
@@ -2684,6 +2704,34 @@ export class Engine {
     stepId?: string;
     params?: Record<string, unknown>;
   }): Promise<void> {
+    return this.exclusiveReopen(input.runId, () => this.restartRunNow(input));
+  }
+
+  /**
+   * One Restart/RetryStep per run at a time: two interleaved ones would both read the finished
+   * run, both pass the "not running" check and rebuild it twice (every step run twice).
+   */
+  private async exclusiveReopen(runId: string, fn: () => Promise<void>): Promise<void> {
+    if (this.reopening.has(runId)) {
+      throw new EngineError(
+        "FAILED_PRECONDITION",
+        `run '${runId}' is being restarted or retried by another request; try again when it is RUNNING`,
+      );
+    }
+    this.reopening.add(runId);
+    try {
+      await fn();
+    } finally {
+      this.reopening.delete(runId);
+    }
+  }
+
+  private async restartRunNow(input: {
+    runId: string;
+    from: "failed" | "step" | "beginning";
+    stepId?: string;
+    params?: Record<string, unknown>;
+  }): Promise<void> {
     this.assertRunning();
     if (this.runs.has(input.runId)) {
       const r = this.runs.get(input.runId) as RunState;
@@ -2750,6 +2798,10 @@ export class Engine {
 
   /** RetryStep: a failed/stopped/timed-out step instance tries again; a finished run resumes. */
   async retryStep(runId: string, path: string): Promise<void> {
+    return this.exclusiveReopen(runId, () => this.retryStepNow(runId, path));
+  }
+
+  private async retryStepNow(runId: string, path: string): Promise<void> {
     this.assertRunning();
     const live = this.runs.get(runId);
     if (live) {
@@ -3074,7 +3126,8 @@ export class Engine {
         scope.failed = true;
         if (!scope.owner) run.failed = true;
       }
-      if (step.status === StepStatus.STEP_STATUS_STOPPED && step.book.b) scope.failed = true;
+      if (step.status === StepStatus.STEP_STATUS_STOPPED && step.book.b && !scope.stopped)
+        scope.failed = true;
       const a = attempts.get(step.path);
       if (
         a &&
@@ -3136,9 +3189,10 @@ export class Engine {
         for (const idx of [...seen].sort((x, y) => x - y)) {
           state.next = Math.max(state.next, idx + 1);
           const sub = this.iterationScope(step, state, idx);
+          if (step.book.h) sub.stopped = true;
           this.rebuildScope(sub, rows, attempts);
           if (sub.pending === 0) {
-            if (sub.stopped) state.stopped++;
+            if (sub.stopped && !sub.failed) state.stopped++;
             else if (sub.failed) state.failed++;
             else state.succeeded++;
             const outs = this.collectOutputs(sub);

@@ -38,6 +38,8 @@ export interface StepBook {
   c?: string;
   /** The failure that counted against the run was ignored (ignore_failure). */
   i?: 1;
+  /** Foreach: StopStep stopped it; no further iterations are materialised. */
+  h?: 1;
 }
 
 export class RunState {
@@ -143,6 +145,8 @@ export interface ForeachState {
   /** Per-iteration merged outputs (sparse; only iterations that produced some). */
   outputs: Map<number, Record<string, JsonValue>>;
   concurrency: number;
+  /** Set while materialize runs: an iteration that ends synchronously must not recurse into it. */
+  materializing?: boolean;
 }
 
 export interface LoopState {
