@@ -48,8 +48,9 @@ def publish_image() -> str | None:
     """The image for the publish step, when it can run in a container here.
 
     A container runtime alone is not enough: the image must exist too (this machine may have no
-    registry access). Set KAON_RECOMMENDATIONS_IMAGE to an image built from ./Dockerfile to use
-    the container step; otherwise publish runs as a command step with the same script.
+    registry access). KAON_RECOMMENDATIONS_IMAGE names it: one built from ./Dockerfile, or the
+    one ./build-image.sh assembles offline from this host's Python (`kaon demo` does that when
+    podman is installed). Otherwise publish runs as a command step with the same script.
     """
     image = os.environ.get("KAON_RECOMMENDATIONS_IMAGE", "")
     if image and (shutil.which("docker") or shutil.which("podman")):
@@ -215,12 +216,18 @@ def workflow() -> kaon.Workflow:
         }
         image = publish_image()
         if image is not None:
+            # The job scripts and the run's workspace are mounted; publish.py writes through
+            # the mount (`write_dir`) and announces the workspace path the host sees.
             publish = kaon.container(
                 "publish",
                 description="write the manifest of the chosen models and announce it",
                 image=image,
                 command=["python", "/jobs/publish.py"],
-                params=publish_params,
+                mounts=[
+                    {"source": "${params.jobs_dir}", "target": "/jobs", "read_only": True},
+                    {"source": "${params.workspace}", "target": "/workspace"},
+                ],
+                params={**publish_params, "write_dir": "/workspace"},
                 timeout=300,
             )
         else:
@@ -228,7 +235,7 @@ def workflow() -> kaon.Workflow:
                 "publish",
                 description="write the manifest of the chosen models and announce it",
                 argv=["${params.python}", "${params.jobs_dir}/publish.py"],
-                params=publish_params,
+                params={**publish_params, "write_dir": expr("params.workspace")},
                 timeout=300,
             )
 

@@ -46,7 +46,8 @@ const REG = "0.3 / double(1 + 2 * loop.iteration)";
 
 /**
  * The image for the publish step when it can run in a container here: KAON_RECOMMENDATIONS_IMAGE
- * (built from ./Dockerfile) and docker or podman on PATH. Otherwise publish is a command step.
+ * (built from ./Dockerfile, or assembled offline by ./build-image.sh, which `kaon demo` runs when
+ * podman is installed) and docker or podman on PATH. Otherwise publish is a command step.
  */
 function publishImage(): string | undefined {
   const image = process.env.KAON_RECOMMENDATIONS_IMAGE ?? "";
@@ -226,14 +227,27 @@ export function workflow(): Workflow {
       const image = publishImage();
       const publish =
         image !== undefined
-          ? container(
+          ? // The job scripts and the run's workspace are mounted; publish.py writes through
+            // the mount (`write_dir`) and announces the workspace path the host sees.
+            container(
               "publish",
-              { image, command: ["python", "/jobs/publish.py"] },
-              { description, params: publishParams, timeout: 300 },
+              {
+                image,
+                command: ["python", "/jobs/publish.py"],
+                mounts: [
+                  { source: "${params.jobs_dir}", target: "/jobs", readOnly: true },
+                  { source: "${params.workspace}", target: "/workspace" },
+                ],
+              },
+              {
+                description,
+                params: { ...publishParams, write_dir: "/workspace" },
+                timeout: 300,
+              },
             )
           : command("publish", ["${params.python}", "${params.jobs_dir}/publish.py"], {
               description,
-              params: publishParams,
+              params: { ...publishParams, write_dir: expr("params.workspace") },
               timeout: 300,
             });
 

@@ -17,6 +17,8 @@ from kaon import job
 def main() -> None:
     p = job.params()
     workspace = str(p["workspace"])
+    # Where this process sees the workspace: the same path, or its mount point in a container.
+    write_dir = str(p["write_dir"])
     manifest = {
         "choice": p["choice"],
         "chosen_rmse": p["chosen_rmse"],
@@ -24,8 +26,9 @@ def main() -> None:
         "published_at": int(time.time() * 1000),
     }
     out = os.path.join(workspace, "published", "manifest.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
+    written = os.path.join(write_dir, "published", "manifest.json")
+    os.makedirs(os.path.dirname(written), exist_ok=True)
+    with open(written, "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
     mean = sum(float(v) for v in dict(p["chosen_rmse"]).values()) / max(1, len(p["chosen_rmse"]))
     job.artifact(

@@ -32,6 +32,7 @@ import {
 import { readServerInfo, resolveDataDir, resolveServerConfig } from "../../config.js";
 import { createLogger } from "../../log.js";
 import { createKaon, type Kaon } from "../../server-main.js";
+import { findRuntime } from "../../steps/types/container.js";
 import { type CliContext, CliError, EXIT, resolveToken } from "../client.js";
 import { formatDuration } from "../progress/render.js";
 import { runStatusName } from "../progress/state.js";
@@ -119,7 +120,8 @@ async function runDemo(ctx: CliContext, options: DemoOptions): Promise<void> {
 
   const server = await connectOrStart(ctx, dataDir, paths, python, say);
   try {
-    const definition = await compilePipeline(python);
+    const image = await publishImage(python, say);
+    const definition = await compilePipeline(python, { KAON_RECOMMENDATIONS_IMAGE: image });
     const workflows = server.client(WorkflowServiceDefinition);
     const deployed = await workflows.deploy({
       definition,
@@ -221,12 +223,40 @@ async function ensureData(python: string, db: string, regenerate: boolean, say: 
 }
 
 /** Canonical JSON of pipeline.py (the Python DSL), decoded into the definition message. */
-export async function compilePipeline(python: string): Promise<WorkflowDefinition> {
+/**
+ * The image for the publish step: KAON_RECOMMENDATIONS_IMAGE when set (empty: no container);
+ * otherwise, with podman on PATH, the image build-image.sh assembles offline from this host's
+ * Python (seconds the first time, then reused by its content-hash tag). Without podman, or
+ * when that build fails (said, not fatal), publish runs as a command step: "" here.
+ */
+async function publishImage(python: string, say: Say): Promise<string> {
+  const given = process.env.KAON_RECOMMENDATIONS_IMAGE;
+  if (given !== undefined) return given;
+  if (!findRuntime(["podman"], process.env.PATH)) return "";
+  try {
+    const { stdout } = await exec(join(EXAMPLE_DIR, "build-image.sh"), [python], {
+      timeout: 120_000,
+    });
+    const image = stdout.trim().split("\n").pop() ?? "";
+    if (image !== "") say(`publish runs in podman (image ${image})`);
+    return image;
+  } catch (err) {
+    const stderr = ((err as { stderr?: string }).stderr ?? String(err)).trim();
+    say(`publish runs as a command: examples/recommendations/build-image.sh failed: ${stderr}`);
+    return "";
+  }
+}
+
+export async function compilePipeline(
+  python: string,
+  env: Record<string, string> = {},
+): Promise<WorkflowDefinition> {
   let stdout: string;
   try {
     ({ stdout } = await exec(python, [join(EXAMPLE_DIR, "pipeline.py")], {
       timeout: 120_000,
       maxBuffer: 16 * 1024 * 1024,
+      env: { ...process.env, ...env },
     }));
   } catch (err) {
     const stderr = ((err as { stderr?: string }).stderr ?? String(err)).trim();
