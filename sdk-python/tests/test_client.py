@@ -52,6 +52,23 @@ def test_environment_overrides_discovery(clean_env: Path, monkeypatch: pytest.Mo
     assert resolve_target("h:2", "u").address == "h:2"
 
 
+def test_the_admin_token_file_goes_to_local_servers_only(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_env / "admin.token").write_text("secret\n")
+    for local in ("127.0.0.1:7070", "localhost:1", "[::1]:7070", "0.0.0.0:7070", "unix:/x"):
+        assert resolve_target(local).token == "secret", local
+    for remote in ("10.0.0.1:7070", "kaon.example.com:443", "localhost.evil.com:1"):
+        target = resolve_target(remote)
+        assert target.token is None, remote
+        assert "not a local server" in target.token_source
+        monkeypatch.setenv("KAON_ADDRESS", remote)
+        assert resolve_target().token is None
+        monkeypatch.delenv("KAON_ADDRESS")
+        # An explicit token goes wherever the user sends it.
+        assert resolve_target(remote, "t").token == "t"
+
+
 def test_without_a_server_the_default_address_says_why(clean_env: Path) -> None:
     target = resolve_target()
     assert target.address == "127.0.0.1:7070"

@@ -5,7 +5,8 @@
 //
 // Server discovery: --address, else KAON_ADDRESS, else `<data-dir>/server.json` (written by a
 // running `kaon server`), else 127.0.0.1:7070. Token: --token, else KAON_TOKEN, else
-// `<data-dir>/admin.token`.
+// `<data-dir>/admin.token` — the last only for a local server (see `isLocalAddress`): the admin
+// token of this machine's server must never travel to whatever host an address names.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type BinaryCodec, ErrorDetails, type FieldViolation, messageToJson } from "@kaon/proto";
@@ -73,12 +74,36 @@ export interface TokenSource {
   source: string;
 }
 
+/**
+ * True for an address on this machine: a loopback host (localhost, 127.0.0.0/8, ::1), the
+ * unspecified address a local server may publish (0.0.0.0, ::) or a unix socket. Only such
+ * servers get the admin token read from the data directory.
+ */
+export function isLocalAddress(address: string): boolean {
+  const text = address
+    .trim()
+    .toLowerCase()
+    .replace(/^dns:(\/\/\/)?/, "");
+  if (text.startsWith("unix:")) return true;
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(text);
+  const host = bracketed ? bracketed[1] : text.includes("::") ? text : text.replace(/:\d+$/, "");
+  if (host === undefined) return false;
+  return ["localhost", "::1", "::", "0.0.0.0"].includes(host) || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * The token to send to `address` (the resolved target's when omitted). The data directory's
+ * admin token is used only for a local address; for a remote one the caller must pass
+ * --token or KAON_TOKEN.
+ */
 export function resolveToken(
   options: GlobalOptions,
   env: Env = process.env,
+  address: string = resolveTarget(options, env).address,
 ): TokenSource | undefined {
   if (options.token) return { token: options.token, source: "--token" };
   if (env.KAON_TOKEN) return { token: env.KAON_TOKEN, source: "KAON_TOKEN" };
+  if (!isLocalAddress(address)) return undefined;
   const path = join(resolveDataDir(options.dataDir, env), DATA_FILES.adminToken);
   try {
     const token = readFileSync(path, "utf8").trim();
@@ -181,7 +206,7 @@ export class CliContext {
       ? ChannelCredentials.createSsl(readFileSync(target.tlsRootCert))
       : ChannelCredentials.createInsecure();
     this.channel ??= createChannel(target.address, credentials);
-    const token = resolveToken(this.globals(), this.env);
+    const token = resolveToken(this.globals(), this.env, target.address);
     const metadata = Metadata();
     if (token) metadata.set("authorization", `Bearer ${token.token}`);
     const client = createClientFactory()
@@ -234,8 +259,13 @@ export class CliContext {
       };
     }
     if (error.code === Status.UNAUTHENTICATED) {
-      const token = resolveToken(this.globals(), this.env);
-      const used = token ? `the token from ${token.source} was refused` : "no token was found";
+      const target = this.target();
+      const token = resolveToken(this.globals(), this.env, target.address);
+      const used = token
+        ? `the token from ${token.source} was refused`
+        : isLocalAddress(target.address)
+          ? "no token was found"
+          : `no token was sent: ${target.address} is not a local server, so the admin token of the data directory is not sent to it; pass --token or set KAON_TOKEN`;
       return { message: `not authenticated (${used}): ${error.details}`, exitCode: EXIT.failure };
     }
     if (violations.length > 0) {

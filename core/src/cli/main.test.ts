@@ -10,7 +10,14 @@ import { fileURLToPath } from "node:url";
 import { ClusterServiceDefinition } from "@kaon/proto";
 import { afterEach, describe, expect, it } from "vitest";
 import { writeServerInfo } from "../config.js";
-import { CliContext, EXIT, formatTable, resolveTarget, resolveToken } from "./client.js";
+import {
+  CliContext,
+  EXIT,
+  formatTable,
+  isLocalAddress,
+  resolveTarget,
+  resolveToken,
+} from "./client.js";
 import { main } from "./main.js";
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), "../../../..");
@@ -184,6 +191,29 @@ describe("CLI plumbing", () => {
       token: "file-token",
       source: join(dataDir, "admin.token"),
     });
+  });
+
+  it("sends the data directory's admin token to local servers only", () => {
+    const dataDir = tempDir();
+    writeFileSync(join(dataDir, "admin.token"), "file-token\n");
+    for (const local of [
+      "127.0.0.1:7070",
+      "localhost:1",
+      "[::1]:7070",
+      "0.0.0.0:7070",
+      "unix:/x",
+    ]) {
+      expect(resolveToken({ dataDir, address: local }, {})?.token, local).toBe("file-token");
+    }
+    for (const remote of ["10.0.0.1:7070", "kaon.example.com:443", "[2001:db8::1]:7070"]) {
+      expect(resolveToken({ dataDir, address: remote }, {}), remote).toBeUndefined();
+      expect(resolveToken({ dataDir }, { KAON_ADDRESS: remote }), remote).toBeUndefined();
+      // An explicit token still goes wherever the user sends it.
+      expect(resolveToken({ dataDir, address: remote }, { KAON_TOKEN: "t" })?.token).toBe("t");
+    }
+    expect(isLocalAddress("127.0.0.1")).toBe(true);
+    expect(isLocalAddress("128.0.0.1:7070")).toBe(false);
+    expect(isLocalAddress("localhost.evil.com:7070")).toBe(false);
   });
 
   it("prints tables for people", () => {

@@ -59,7 +59,10 @@ export async function main(
       "--address <host:port>",
       "gRPC address of the server (env KAON_ADDRESS; default: from <data-dir>/server.json)",
     )
-    .option("--token <token>", "API token (env KAON_TOKEN; default: <data-dir>/admin.token)")
+    .option(
+      "--token <token>",
+      "API token (env KAON_TOKEN; default for a local server: <data-dir>/admin.token)",
+    )
     .option("--json", "print machine-readable JSON")
     .option("--data-dir <dir>", "data directory (env KAON_HOME; default ~/.kaon)")
     .showHelpAfterError()

@@ -2,13 +2,16 @@
 
 Address: argument, else `KAON_ADDRESS`, else `<data-dir>/server.json` (written by a running
 `kaon server`), else 127.0.0.1:7070. Token: argument, else `KAON_TOKEN`, else
-`<data-dir>/admin.token`. The data dir is `KAON_HOME`, else `~/.kaon`.
+`<data-dir>/admin.token` — the last only for a local address (`is_local_address`): the admin
+token of this machine's server never travels to a host an address names. The data dir is
+`KAON_HOME`, else `~/.kaon`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +62,25 @@ def _read_file(path: str | Path) -> bytes | None:
         return None
 
 
+_LOOPBACK_V4 = re.compile(r"^127(\.\d{1,3}){3}$")
+
+
+def is_local_address(address: str) -> bool:
+    """True for this machine: a loopback or unspecified host, or a unix socket."""
+    text = address.strip().lower()
+    text = re.sub(r"^dns:(///)?", "", text)
+    if text.startswith("unix:"):
+        return True
+    bracketed = re.match(r"^\[([^\]]+)\](?::\d+)?$", text)
+    if bracketed:
+        host = bracketed.group(1)
+    elif "::" in text:
+        host = text
+    else:
+        host = re.sub(r":\d+$", "", text)
+    return host in ("localhost", "::1", "::", "0.0.0.0") or bool(_LOOPBACK_V4.match(host))
+
+
 def resolve_target(
     address: str | None = None,
     token: str | None = None,
@@ -89,6 +111,12 @@ def resolve_target(
         token_source = "the token argument"
     elif os.environ.get("KAON_TOKEN"):
         tok, token_source = os.environ["KAON_TOKEN"], "KAON_TOKEN"
+    elif not is_local_address(addr):
+        tok = None
+        token_source = (
+            f"none ({addr} is not a local server, so the admin token in "
+            f"{directory / ADMIN_TOKEN_FILE} is not sent to it; pass token= or set KAON_TOKEN)"
+        )
     else:
         raw = _read_file(directory / ADMIN_TOKEN_FILE)
         tok = raw.decode("utf-8").strip() or None if raw is not None else None

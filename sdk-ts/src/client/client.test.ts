@@ -363,6 +363,21 @@ describe("discovery", () => {
         address: "127.0.0.1:7070",
         token: undefined,
       });
+      // The data directory's admin token goes to local servers only.
+      for (const local of ["localhost:1", "[::1]:7070", "0.0.0.0:7070", "unix:/x"]) {
+        expect(discoverServer({ address: local, env: { KAON_HOME: home } }).token).toBe(
+          "file-token",
+        );
+      }
+      for (const remote of ["10.0.0.1:7070", "kaon.example.com:443", "localhost.evil.com:1"]) {
+        expect(discoverServer({ address: remote, env: { KAON_HOME: home } }).token).toBeUndefined();
+        expect(discoverServer({ env: { KAON_HOME: home, KAON_ADDRESS: remote } }).token).toBe(
+          undefined,
+        );
+        expect(
+          discoverServer({ address: remote, token: "t", env: { KAON_HOME: home } }).token,
+        ).toBe("t");
+      }
     } finally {
       rmSync(home, { recursive: true, force: true });
     }

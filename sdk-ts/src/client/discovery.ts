@@ -1,6 +1,8 @@
 // Finding a server without being told: explicit options, then KAON_ADDRESS / KAON_TOKEN, then
 // the data directory a local `kaon server` publishes (`$KAON_HOME` or `~/.kaon`: `server.json`
 // with the gRPC address, `admin.token`). Mirrors core/src/config.ts, which writes those files.
+// The data directory's admin token is sent only to a local address (`isLocalAddress`): it must
+// never travel to whatever host an address names.
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -67,6 +69,22 @@ function readToken(dataDir: string): string | undefined {
   }
 }
 
+/**
+ * True for this machine: a loopback host (localhost, 127.0.0.0/8, ::1), the unspecified address
+ * a local server may publish (0.0.0.0, ::), or a unix socket.
+ */
+export function isLocalAddress(address: string): boolean {
+  const text = address
+    .trim()
+    .toLowerCase()
+    .replace(/^dns:(\/\/\/)?/, "");
+  if (text.startsWith("unix:")) return true;
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(text);
+  const host = bracketed ? bracketed[1] : text.includes("::") ? text : text.replace(/:\d+$/, "");
+  if (host === undefined) return false;
+  return ["localhost", "::1", "::", "0.0.0.0"].includes(host) || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
 /** Resolves address and token: options, then environment, then the local data directory. */
 export function discoverServer(options: DiscoveryOptions = {}): ServerTarget {
   const env = options.env ?? process.env;
@@ -91,7 +109,10 @@ export function discoverServer(options: DiscoveryOptions = {}): ServerTarget {
     address = DEFAULT_ADDRESS;
     source = `the default (no ${join(dataDir, "server.json")})`;
   }
-  const token = nonEmpty(options.token) ?? nonEmpty(env.KAON_TOKEN) ?? readToken(dataDir);
+  const token =
+    nonEmpty(options.token) ??
+    nonEmpty(env.KAON_TOKEN) ??
+    (isLocalAddress(address) ? readToken(dataDir) : undefined);
   // KAON_TLS_CA names a CA for any address; a published certificate applies only to the
   // published address (the same rule as the CLI, core/src/cli/client.ts).
   const cert = nonEmpty(env.KAON_TLS_CA) ?? (address === published ? tlsCertPath : undefined);

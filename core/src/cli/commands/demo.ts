@@ -308,8 +308,8 @@ async function connectOrStart(
   const globals = ctx.globals();
   const explicit = globals.address ?? process.env.KAON_ADDRESS;
   const info = readServerInfo(dataDir);
-  const token = resolveToken(globals)?.token;
   const existing = explicit ?? info?.grpc;
+  const token = resolveToken(globals, process.env, existing ?? undefined)?.token;
   if (existing && !info?.tls && (await reachable(existing, token))) {
     say(
       `using the kaon server at ${existing}; it must have the sql connection '${DEMO_SQL_CONNECTION}' -> ${paths.db} and a Python with the kaon SDK`,
