@@ -50,6 +50,7 @@ export interface Kaon extends KaonServer {
   readonly stepTokens: StepTokens;
   readonly authFiles: AuthFiles;
   readonly engine: Engine;
+  readonly triggers: TriggerManager;
   readonly settings: StepTypeSettings;
 }
 
@@ -143,7 +144,7 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
   log.info("clients authenticate with the admin token file", {
     file: authFiles.adminTokenPath,
   });
-  return { ...server, config, stepTokens, authFiles, engine, settings };
+  return { ...server, config, stepTokens, authFiles, engine, triggers, settings };
 }
 
 /**

@@ -310,6 +310,76 @@ triggers:
   });
 });
 
+describe("fires that cannot start a run", () => {
+  it("record the error (kept across a restart) without retrying it, and clear it on the next run", async () => {
+    await deploy(`
+id: sized
+params:
+  - { name: rows, type: PARAM_TYPE_INT, required: true }
+steps:
+  - { id: use, type: noop }
+triggers:
+  - id: on-table
+    artifact: { name: table.sized }
+    params:
+      - { name: rows, expr: "trigger.artifact.metadata.rows" }
+`);
+    const announce = (metadata: Record<string, unknown>) =>
+      artifacts().announce({
+        artifact: {
+          name: "table.sized",
+          namespace: "",
+          partitions: { day: String(Object.keys(metadata).length) },
+          uri: "file:///tmp/t",
+          metadata,
+          producerRunId: "",
+          producerPath: "",
+          revision: 0,
+        },
+        requestId: "",
+      });
+    const state = async () =>
+      (await triggers().listTriggers({ workflowId: "sized", pageSize: 10, pageToken: "" }))
+        .triggers[0];
+
+    // The announcement lacks `rows`: the params cannot be evaluated, which no retry mends.
+    await announce({});
+    await kaon.triggers.idle();
+    const failed = await state();
+    expect(failed?.lastError).toContain("rows");
+    expect(failed?.lastError).not.toContain("retrying");
+    expect(failed?.lastErrorAt).toBeInstanceOf(Date);
+    expect(await allRuns("sized")).toHaveLength(0);
+
+    // The CLI lists it under the table.
+    const lines: string[] = [];
+    const code = await main(["node", "kaon", "triggers", "--workflow", "sized"], {
+      out: (t) => {
+        lines.push(t);
+      },
+      err: (t) => {
+        lines.push(t);
+      },
+      env: { KAON_ADDRESS: kaon.grpcAddress, KAON_TOKEN: kaon.authFiles.adminToken },
+    });
+    expect(code).toBe(0);
+    expect(lines.join("")).toMatch(/sized\/on-table could not start a run at .*rows/);
+
+    await restart();
+    expect((await state())?.lastError).toBe(failed?.lastError);
+
+    // The next announcement is good: a run starts and the error is gone.
+    await announce({ rows: 7 });
+    await waitForRuns("sized", (r) => r.length === 1, "the run of the good announcement");
+    await kaon.triggers.idle();
+    const healed = await state();
+    expect(healed?.lastError).toBe("");
+    expect(healed?.lastErrorAt).toBeUndefined();
+    await restart();
+    expect((await state())?.lastError).toBe("");
+  });
+});
+
 describe("signals", () => {
   it("start a run per enabled signal trigger with signal.params, idempotent by request_id", async () => {
     await deploy(`
@@ -434,6 +504,7 @@ triggers:
       "consume/on-web-events",
       "on-signal/go",
       "on-signal/off",
+      "sized/on-table",
       "tick/every-second",
       "tick/nightly",
       "versioned/first",

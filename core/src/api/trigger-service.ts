@@ -30,6 +30,8 @@ function toState(v: TriggerView): TriggerState {
     enabled: v.enabled,
     ...(v.nextFireAt !== undefined ? { nextFireAt: new Date(v.nextFireAt) } : {}),
     ...(v.lastFiredAt !== undefined ? { lastFiredAt: new Date(v.lastFiredAt) } : {}),
+    lastError: v.lastError?.message ?? "",
+    ...(v.lastError !== undefined ? { lastErrorAt: new Date(v.lastError.at) } : {}),
   };
 }
 

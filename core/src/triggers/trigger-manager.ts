@@ -19,15 +19,23 @@
 // fires, once, as soon as core is back; older ones are skipped. A trigger seen for the first
 // time, or re-enabled, starts from "now" and fires nothing from the past. The watermark of
 // settled planned times lives in `trigger_states`, so this holds across restarts.
+//
+// A fire that cannot start a run is not lost silently. A permanent error (its params do not
+// evaluate, the run is refused as invalid) is recorded as the trigger's `last_error` and not
+// retried; a transient one (the database, the engine not accepting work) is retried with
+// backoff — the deterministic request id keeps retries exactly-once — until a run starts, the
+// trigger changes, or a newer cron time supersedes it. ListTriggers / `kaon triggers` show the
+// last error until a fire starts a run again.
 import { createHash, randomUUID } from "node:crypto";
 import { type Initiator, InitiatorKind, type Trigger, type WorkflowDefinition } from "@kaon/proto";
+import { ServerError, Status } from "nice-grpc";
 import type { DefinitionSource, StartRunInput } from "../engine/engine.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { JsonValue } from "../steps/step-type.js";
 import type { Db } from "../store/db.js";
 import type { WorkflowRepo } from "../store/workflow-repo.js";
 import { type CronSchedule, cronSchedule } from "./cron.js";
-import { evaluateTriggerParams, type TriggerFiring } from "./trigger-params.js";
+import { evaluateTriggerParams, type TriggerFiring, TriggerParamError } from "./trigger-params.js";
 import { type TriggerStateRow, TriggerStateStore } from "./trigger-state-store.js";
 
 /** An announced artifact, as the engine's artifact listener reports it. */
@@ -54,7 +62,14 @@ export interface TriggerManagerOptions {
   log?: Logger;
   /** Clock (epoch ms); tests may pin it. */
   now?: () => number;
+  /** Waits before each retry of a fire that failed transiently; then it gives up. */
+  retryDelaysMs?: readonly number[];
 }
+
+/** 1 s … 5 min, about 9 minutes in all. */
+export const FIRE_RETRY_DELAYS_MS: readonly number[] = [
+  1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000,
+];
 
 /** A trigger of an active version, as listed by TriggerService. */
 export interface TriggerView {
@@ -63,6 +78,14 @@ export interface TriggerView {
   enabled: boolean;
   nextFireAt: number | undefined;
   lastFiredAt: number | undefined;
+  /** Why the latest fire could not start a run; undefined once one does. */
+  lastError: FireError | undefined;
+}
+
+export interface FireError {
+  message: string;
+  /** Epoch ms. */
+  at: number;
 }
 
 /** NOT_FOUND: the workflow or the trigger does not exist. */
@@ -81,8 +104,11 @@ interface LiveTrigger {
   trigger: Trigger;
   enabled: boolean;
   lastFiredAt: number | undefined;
+  lastError: FireError | undefined;
   /** Cron only. */
   schedule: CronSchedule | undefined;
+  /** Cron: the newest planned time handed to a fire; older fires still retrying give way. */
+  latestPlanned: number | undefined;
   settledUntil: number | undefined;
   nextFireAt: number | undefined;
   /** Fires of one trigger run in order (so the watermark only moves forward). */
@@ -114,11 +140,14 @@ export class TriggerManager {
   private markReady!: () => void;
   private refreshChain: Promise<void> = Promise.resolve();
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly pauses = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+  private readonly retryDelaysMs: readonly number[];
 
   constructor(private readonly opts: TriggerManagerOptions) {
     this.store = new TriggerStateStore(opts.db);
     this.log = (opts.log ?? silentLogger).child({ component: "triggers" });
     this.now = opts.now ?? Date.now;
+    this.retryDelaysMs = opts.retryDelaysMs ?? FIRE_RETRY_DELAYS_MS;
     this.ready = new Promise((resolve) => {
       this.markReady = resolve;
     });
@@ -171,8 +200,18 @@ export class TriggerManager {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    for (const p of this.pauses) {
+      clearTimeout(p.timer);
+      p.resolve();
+    }
+    this.pauses.clear();
     this.markReady();
     await Promise.allSettled([...this.inFlight, this.refreshChain]);
+  }
+
+  /** Resolves once every fire in flight (retries included) has finished. */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   /**
@@ -299,16 +338,17 @@ export class TriggerManager {
         }),
       ),
     );
-    results.forEach((r, i) => {
+    for (const [i, r] of results.entries()) {
       const t = targets[i] as LiveTrigger;
-      if (r.status === "fulfilled") outcome.runIds.push(r.value);
-      else
-        outcome.failures.push({
-          workflowId: t.workflowId,
-          triggerId: t.trigger.id,
-          message: (r.reason as Error).message,
-        });
-    });
+      if (r.status === "fulfilled") {
+        outcome.runIds.push(r.value);
+        continue;
+      }
+      // The caller sees the failure and retries with the same request id if it wants to.
+      const message = (r.reason as Error).message;
+      outcome.failures.push({ workflowId: t.workflowId, triggerId: t.trigger.id, message });
+      await this.recordError(t, message);
+    }
     return outcome;
   }
 
@@ -337,7 +377,9 @@ export class TriggerManager {
         trigger,
         enabled: state?.enabledOverride ?? !trigger.disabled,
         lastFiredAt: state?.lastFiredAt ?? prev?.lastFiredAt,
+        lastError: state ? state.lastError : prev?.lastError,
         schedule: undefined,
+        latestPlanned: prev?.latestPlanned,
         settledUntil: undefined,
         nextFireAt: undefined,
         chain: prev?.chain ?? Promise.resolve(),
@@ -448,23 +490,24 @@ export class TriggerManager {
 
   private fireCron(t: LiveTrigger, planned: number): void {
     const id = t.trigger.id;
+    if (t.latestPlanned === undefined || planned > t.latestPlanned) t.latestPlanned = planned;
     this.enqueue(t, async () => {
-      try {
-        await this.startFor(t, {
-          requestId: compactKey(`cron:${t.workflowId}:${id}:${planned}`),
-          runTs: planned,
-          initiator: initiator(InitiatorKind.INITIATOR_KIND_CRON, id),
-          firing: { trigger: { id, kind: "cron", scheduled_ts: planned }, runTs: planned },
-        });
-      } catch (err) {
-        this.log.warn("cron trigger could not start a run", {
-          workflow: t.workflowId,
-          trigger: id,
-          planned: new Date(planned).toISOString(),
-          error: (err as Error).message,
-        });
+      // A newer planned time is queued behind this one (catch-up fires only the latest).
+      const superseded = () => t.latestPlanned !== undefined && t.latestPlanned > planned;
+      if (!superseded()) {
+        await this.startWithRetries(
+          t,
+          {
+            requestId: compactKey(`cron:${t.workflowId}:${id}:${planned}`),
+            runTs: planned,
+            initiator: initiator(InitiatorKind.INITIATOR_KIND_CRON, id),
+            firing: { trigger: { id, kind: "cron", scheduled_ts: planned }, runTs: planned },
+          },
+          { planned: new Date(planned).toISOString() },
+          superseded,
+        );
       }
-      // Settled either way: a planned time that failed to start is not retried forever.
+      // Settled either way: a planned time that could not start a run is not retried forever.
       if (t.settledUntil === undefined || planned > t.settledUntil) {
         t.settledUntil = planned;
         await this.store.recordFire(t.workflowId, id, {
@@ -480,7 +523,8 @@ export class TriggerManager {
 
   private onArtifact(a: AnnouncedArtifact): void {
     if (this.stopped) return;
-    void this.ready.then(() => {
+    // Tracked like a fire, so idle() and stop() also wait for announcements not yet matched.
+    const matched = this.ready.then(() => {
       if (this.stopped) return;
       for (const t of this.byArtifact.get(a.name) ?? []) {
         if (!t.enabled || t.namespace !== a.namespace) continue;
@@ -489,6 +533,8 @@ export class TriggerManager {
         this.fireArtifact(t, a);
       }
     });
+    this.inFlight.add(matched);
+    void matched.finally(() => this.inFlight.delete(matched));
   }
 
   private fireArtifact(t: LiveTrigger, a: AnnouncedArtifact): void {
@@ -496,8 +542,9 @@ export class TriggerManager {
     const described = `${a.name}{${partitionKey(a.partitions)}}`;
     this.enqueue(t, async () => {
       const now = this.now();
-      try {
-        await this.startFor(t, {
+      await this.startWithRetries(
+        t,
+        {
           requestId: compactKey(`artifact:${id}:${a.namespace}/${described}@${a.revision}`),
           runTs: now,
           initiator: initiator(InitiatorKind.INITIATOR_KIND_ARTIFACT, described),
@@ -517,20 +564,89 @@ export class TriggerManager {
             },
             runTs: now,
           },
-        });
-      } catch (err) {
-        this.log.warn("artifact trigger could not start a run", {
-          workflow: t.workflowId,
-          trigger: id,
-          artifact: described,
-          error: (err as Error).message,
-        });
-      }
+        },
+        { artifact: described },
+      );
     });
   }
 
   // -------------------------------------------------------------------------------------
   // Starting runs
+
+  /**
+   * Starts the fire's run, retrying transient failures with backoff while the trigger is still
+   * the live, enabled one and `superseded` (cron) says no newer fire replaces this one. Every
+   * failure is recorded as the trigger's last error; never throws.
+   */
+  private async startWithRetries(
+    t: LiveTrigger,
+    how: { requestId: string; runTs: number; initiator: Initiator; firing: TriggerFiring },
+    logFields: Record<string, string>,
+    superseded: () => boolean = () => false,
+  ): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.startFor(t, how);
+        return;
+      } catch (err) {
+        const delay = this.retryDelaysMs[attempt];
+        const retry = isTransient(err) && delay !== undefined && this.isLive(t) && !superseded();
+        const cause = err instanceof ServerError ? err.details : (err as Error).message;
+        const message = retry
+          ? `${cause} (retrying in ${formatDelay(delay)})`
+          : isTransient(err) && delay === undefined
+            ? `${cause} (gave up after ${attempt + 1} attempts)`
+            : cause;
+        this.log.warn("trigger could not start a run", {
+          workflow: t.workflowId,
+          trigger: t.trigger.id,
+          ...logFields,
+          error: message,
+        });
+        await this.recordError(t, message);
+        if (!retry) return;
+        await this.pause(delay);
+        if (!this.isLive(t) || superseded()) return;
+      }
+    }
+  }
+
+  /** The trigger is still installed (not replaced by a new version) and enabled. */
+  private isLive(t: LiveTrigger): boolean {
+    return (
+      !this.stopped &&
+      t.enabled &&
+      this.workflows.get(t.workflowId)?.triggers.get(t.trigger.id) === t
+    );
+  }
+
+  private async recordError(t: LiveTrigger, message: string): Promise<void> {
+    t.lastError = { message, at: this.now() };
+    try {
+      await this.store.recordError(t.workflowId, t.trigger.id, t.lastError);
+    } catch (err) {
+      this.log.warn("could not record a trigger's error", {
+        workflow: t.workflowId,
+        trigger: t.trigger.id,
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  /** A timer stop() cancels (resolving the wait, so the fire's loop ends). */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.pauses.delete(entry);
+          resolve();
+        }, ms),
+        resolve,
+      };
+      entry.timer.unref();
+      this.pauses.add(entry);
+    });
+  }
 
   private async startFor(
     t: LiveTrigger,
@@ -546,6 +662,8 @@ export class TriggerManager {
       initiator: how.initiator,
       runTs: how.runTs,
     });
+    const hadError = t.lastError !== undefined;
+    t.lastError = undefined;
     if (created) {
       t.lastFiredAt = this.now();
       this.log.debug("trigger started a run", {
@@ -553,9 +671,14 @@ export class TriggerManager {
         trigger: t.trigger.id,
         run: runId,
       });
-      if (t.trigger.kind?.$case !== "cron") {
-        await this.store.recordFire(t.workflowId, t.trigger.id, { firedAt: t.lastFiredAt });
+      if (t.trigger.kind?.$case !== "cron" || hadError) {
+        await this.store.recordFire(t.workflowId, t.trigger.id, {
+          firedAt: t.lastFiredAt,
+          clearError: true,
+        });
       }
+    } else if (hadError) {
+      await this.store.recordFire(t.workflowId, t.trigger.id, { clearError: true });
     }
     return runId;
   }
@@ -585,7 +708,32 @@ function view(t: LiveTrigger): TriggerView {
     enabled: t.enabled,
     nextFireAt: t.enabled ? t.nextFireAt : undefined,
     lastFiredAt: t.lastFiredAt,
+    lastError: t.lastError,
   };
+}
+
+/**
+ * Worth retrying: anything but a refusal that a retry would get again (bad params, an invalid
+ * or impossible run). Database and engine-availability errors are transient.
+ */
+function isTransient(err: unknown): boolean {
+  if (err instanceof TriggerParamError) return false;
+  if (err instanceof ServerError) {
+    return ![
+      Status.INVALID_ARGUMENT,
+      Status.FAILED_PRECONDITION,
+      Status.NOT_FOUND,
+      Status.ALREADY_EXISTS,
+      Status.PERMISSION_DENIED,
+      Status.OUT_OF_RANGE,
+      Status.UNIMPLEMENTED,
+    ].includes(err.code);
+  }
+  return true;
+}
+
+function formatDelay(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 function initiator(kind: InitiatorKind, detail: string): Initiator {

@@ -11,6 +11,8 @@ export interface TriggerStateRow {
   lastFiredAt: number | undefined;
   /** Cron: every planned time at or before this is settled. */
   cronSettledUntil: number | undefined;
+  /** Why the latest fire could not start a run; undefined once one does. */
+  lastError: { message: string; at: number } | undefined;
 }
 
 interface Row {
@@ -19,6 +21,8 @@ interface Row {
   enabled_override: number | null;
   last_fired_at: number | string | null;
   cron_settled_until: number | string | null;
+  last_error: string | null;
+  last_error_at: number | string | null;
   updated_at: number | string;
 }
 
@@ -32,6 +36,10 @@ function fromRow(r: Row): TriggerStateRow {
     enabledOverride: r.enabled_override === null ? undefined : r.enabled_override !== 0,
     lastFiredAt: num(r.last_fired_at),
     cronSettledUntil: num(r.cron_settled_until),
+    lastError:
+      r.last_error === null || r.last_error === undefined
+        ? undefined
+        : { message: r.last_error, at: num(r.last_error_at) ?? 0 },
   };
 }
 
@@ -58,14 +66,21 @@ export class TriggerStateStore {
     await this.upsert(workflowId, triggerId, changes);
   }
 
-  /** Records a fire (when a run started) and, for cron, the planned time now settled. */
+  /**
+   * Records a fire (`firedAt`: a run started; `clearError`: the last error no longer holds)
+   * and, for cron, the planned time now settled.
+   */
   async recordFire(
     workflowId: string,
     triggerId: string,
-    fire: { firedAt?: number; settledUntil?: number },
+    fire: { firedAt?: number; settledUntil?: number; clearError?: boolean },
   ): Promise<void> {
     const changes: Partial<Row> = { updated_at: Date.now() };
     if (fire.firedAt !== undefined) changes.last_fired_at = fire.firedAt;
+    if (fire.clearError) {
+      changes.last_error = null;
+      changes.last_error_at = null;
+    }
     if (fire.settledUntil !== undefined) changes.cron_settled_until = fire.settledUntil;
     await this.upsert(workflowId, triggerId, changes);
   }
@@ -92,6 +107,19 @@ export class TriggerStateStore {
         .onConflict(["workflow_id", "trigger_id"])
         .merge(["cron_settled_until", "updated_at"]);
     }
+  }
+
+  /** Records why a fire could not start a run. */
+  async recordError(
+    workflowId: string,
+    triggerId: string,
+    error: { message: string; at: number },
+  ): Promise<void> {
+    await this.upsert(workflowId, triggerId, {
+      last_error: error.message,
+      last_error_at: error.at,
+      updated_at: error.at,
+    });
   }
 
   private async upsert(workflowId: string, triggerId: string, changes: Partial<Row>) {

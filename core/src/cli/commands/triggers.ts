@@ -51,18 +51,25 @@ export function register(program: Command, ctx: CliContext): void {
         all.push(...res.triggers);
         pageToken = res.nextPageToken;
       } while (pageToken);
-      ctx.print(all.map(stateJson), () =>
-        all.length === 0
-          ? "no triggers"
-          : formatTable(all, [
-              { header: "workflow", value: (s) => s.workflowId },
-              { header: "trigger", value: (s) => s.trigger?.id ?? "" },
-              { header: "fires on", value: describeTriggerKind },
-              { header: "enabled", value: (s) => (s.enabled ? "yes" : "no") },
-              { header: "next fire", value: (s) => s.nextFireAt ?? "" },
-              { header: "last fired", value: (s) => s.lastFiredAt ?? "" },
-            ]),
-      );
+      ctx.print(all.map(stateJson), () => {
+        if (all.length === 0) return "no triggers";
+        const table = formatTable(all, [
+          { header: "workflow", value: (s) => s.workflowId },
+          { header: "trigger", value: (s) => s.trigger?.id ?? "" },
+          { header: "fires on", value: describeTriggerKind },
+          { header: "enabled", value: (s) => (s.enabled ? "yes" : "no") },
+          { header: "next fire", value: (s) => s.nextFireAt ?? "" },
+          { header: "last fired", value: (s) => s.lastFiredAt ?? "" },
+        ]);
+        // Errors are long sentences: listed under the table rather than in a column.
+        const errors = all
+          .filter((s) => s.lastError)
+          .map(
+            (s) =>
+              `${s.workflowId}/${s.trigger?.id ?? ""} could not start a run${s.lastErrorAt ? ` at ${s.lastErrorAt.toISOString()}` : ""}: ${s.lastError}`,
+          );
+        return errors.length === 0 ? table : `${table}\n\n${errors.join("\n")}`;
+      });
     });
 
   const trigger = program.command("trigger").description("enable or disable a trigger");

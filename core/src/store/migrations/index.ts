@@ -9,6 +9,7 @@ import { migration as m001Workflows } from "./001_workflows.js";
 import { migration as m002Runs } from "./002_runs.js";
 import { migration as m003Triggers } from "./003_triggers.js";
 import { migration as m004Quotas } from "./004_quotas.js";
+import { migration as m005TriggerErrors } from "./005_trigger_errors.js";
 
 export interface Migration {
   /** Stable name recorded in the `kaon_migrations` table, e.g. "001_workflows". */
@@ -18,7 +19,13 @@ export interface Migration {
 }
 
 /** Every migration, oldest first. */
-export const migrations: readonly Migration[] = [m001Workflows, m002Runs, m003Triggers, m004Quotas];
+export const migrations: readonly Migration[] = [
+  m001Workflows,
+  m002Runs,
+  m003Triggers,
+  m004Quotas,
+  m005TriggerErrors,
+];
 
 export const MIGRATIONS_TABLE = "kaon_migrations";
 

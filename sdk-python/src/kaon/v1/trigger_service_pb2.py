@@ -28,7 +28,7 @@ from kaon.v1 import run_pb2 as kaon_dot_v1_dot_run__pb2
 from kaon.v1 import workflow_pb2 as kaon_dot_v1_dot_workflow__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dkaon/v1/trigger_service.proto\x12\x07kaon.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11kaon/v1/run.proto\x1a\x16kaon/v1/workflow.proto\"\xac\x01\n\rSignalRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x06params\x18\x02 \x03(\x0b\x32\".kaon.v1.SignalRequest.ParamsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a\x45\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\",\n\x0eSignalResponse\x12\x1a\n\x04runs\x18\x01 \x03(\x0b\x32\x0c.kaon.v1.Run\"\xbc\x01\n\x0cTriggerState\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12!\n\x07trigger\x18\x02 \x01(\x0b\x32\x10.kaon.v1.Trigger\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x30\n\x0cnext_fire_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_fired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x13ListTriggersRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x14ListTriggersResponse\x12\'\n\x08triggers\x18\x01 \x03(\x0b\x32\x15.kaon.v1.TriggerState\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x14\x45nableTriggerRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\ntrigger_id\x18\x02 \x01(\t\"?\n\x15\x45nableTriggerResponse\x12&\n\x07trigger\x18\x01 \x01(\x0b\x32\x15.kaon.v1.TriggerState\"@\n\x15\x44isableTriggerRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\ntrigger_id\x18\x02 \x01(\t\"@\n\x16\x44isableTriggerResponse\x12&\n\x07trigger\x18\x01 \x01(\x0b\x32\x15.kaon.v1.TriggerState2\xcf\x02\n\x0eTriggerService\x12>\n\x06Signal\x12\x16.kaon.v1.SignalRequest\x1a\x17.kaon.v1.SignalResponse\"\x03\x90\x02\x02\x12P\n\x0cListTriggers\x12\x1c.kaon.v1.ListTriggersRequest\x1a\x1d.kaon.v1.ListTriggersResponse\"\x03\x90\x02\x01\x12S\n\rEnableTrigger\x12\x1d.kaon.v1.EnableTriggerRequest\x1a\x1e.kaon.v1.EnableTriggerResponse\"\x03\x90\x02\x02\x12V\n\x0e\x44isableTrigger\x12\x1e.kaon.v1.DisableTriggerRequest\x1a\x1f.kaon.v1.DisableTriggerResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dkaon/v1/trigger_service.proto\x12\x07kaon.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11kaon/v1/run.proto\x1a\x16kaon/v1/workflow.proto\"\xac\x01\n\rSignalRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x06params\x18\x02 \x03(\x0b\x32\".kaon.v1.SignalRequest.ParamsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a\x45\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\",\n\x0eSignalResponse\x12\x1a\n\x04runs\x18\x01 \x03(\x0b\x32\x0c.kaon.v1.Run\"\x83\x02\n\x0cTriggerState\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12!\n\x07trigger\x18\x02 \x01(\x0b\x32\x10.kaon.v1.Trigger\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x30\n\x0cnext_fire_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_fired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x13ListTriggersRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x14ListTriggersResponse\x12\'\n\x08triggers\x18\x01 \x03(\x0b\x32\x15.kaon.v1.TriggerState\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x14\x45nableTriggerRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\ntrigger_id\x18\x02 \x01(\t\"?\n\x15\x45nableTriggerResponse\x12&\n\x07trigger\x18\x01 \x01(\x0b\x32\x15.kaon.v1.TriggerState\"@\n\x15\x44isableTriggerRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x12\n\ntrigger_id\x18\x02 \x01(\t\"@\n\x16\x44isableTriggerResponse\x12&\n\x07trigger\x18\x01 \x01(\x0b\x32\x15.kaon.v1.TriggerState2\xcf\x02\n\x0eTriggerService\x12>\n\x06Signal\x12\x16.kaon.v1.SignalRequest\x1a\x17.kaon.v1.SignalResponse\"\x03\x90\x02\x02\x12P\n\x0cListTriggers\x12\x1c.kaon.v1.ListTriggersRequest\x1a\x1d.kaon.v1.ListTriggersResponse\"\x03\x90\x02\x01\x12S\n\rEnableTrigger\x12\x1d.kaon.v1.EnableTriggerRequest\x1a\x1e.kaon.v1.EnableTriggerResponse\"\x03\x90\x02\x02\x12V\n\x0e\x44isableTrigger\x12\x1e.kaon.v1.DisableTriggerRequest\x1a\x1f.kaon.v1.DisableTriggerResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,19 +52,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNALRESPONSE']._serialized_start=323
   _globals['_SIGNALRESPONSE']._serialized_end=367
   _globals['_TRIGGERSTATE']._serialized_start=370
-  _globals['_TRIGGERSTATE']._serialized_end=558
-  _globals['_LISTTRIGGERSREQUEST']._serialized_start=560
-  _globals['_LISTTRIGGERSREQUEST']._serialized_end=641
-  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=643
-  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=731
-  _globals['_ENABLETRIGGERREQUEST']._serialized_start=733
-  _globals['_ENABLETRIGGERREQUEST']._serialized_end=796
-  _globals['_ENABLETRIGGERRESPONSE']._serialized_start=798
-  _globals['_ENABLETRIGGERRESPONSE']._serialized_end=861
-  _globals['_DISABLETRIGGERREQUEST']._serialized_start=863
-  _globals['_DISABLETRIGGERREQUEST']._serialized_end=927
-  _globals['_DISABLETRIGGERRESPONSE']._serialized_start=929
-  _globals['_DISABLETRIGGERRESPONSE']._serialized_end=993
-  _globals['_TRIGGERSERVICE']._serialized_start=996
-  _globals['_TRIGGERSERVICE']._serialized_end=1331
+  _globals['_TRIGGERSTATE']._serialized_end=629
+  _globals['_LISTTRIGGERSREQUEST']._serialized_start=631
+  _globals['_LISTTRIGGERSREQUEST']._serialized_end=712
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=714
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=802
+  _globals['_ENABLETRIGGERREQUEST']._serialized_start=804
+  _globals['_ENABLETRIGGERREQUEST']._serialized_end=867
+  _globals['_ENABLETRIGGERRESPONSE']._serialized_start=869
+  _globals['_ENABLETRIGGERRESPONSE']._serialized_end=932
+  _globals['_DISABLETRIGGERREQUEST']._serialized_start=934
+  _globals['_DISABLETRIGGERREQUEST']._serialized_end=998
+  _globals['_DISABLETRIGGERRESPONSE']._serialized_start=1000
+  _globals['_DISABLETRIGGERRESPONSE']._serialized_end=1064
+  _globals['_TRIGGERSERVICE']._serialized_start=1067
+  _globals['_TRIGGERSERVICE']._serialized_end=1402
 # @@protoc_insertion_point(module_scope)

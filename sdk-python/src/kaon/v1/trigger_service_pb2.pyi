@@ -110,10 +110,16 @@ class TriggerState(_message.Message):
     ENABLED_FIELD_NUMBER: _builtins.int
     NEXT_FIRE_AT_FIELD_NUMBER: _builtins.int
     LAST_FIRED_AT_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """Workflow id."""
     enabled: _builtins.bool
     """Effective enablement (definition and overrides)."""
+    last_error: _builtins.str
+    """Why the latest fire could not start a run (the error, and whether it is still being
+    retried); empty once a fire starts a run again.
+    """
     @_builtins.property
     def trigger(self) -> _workflow_pb2.Trigger:
         """The trigger as defined."""
@@ -126,6 +132,10 @@ class TriggerState(_message.Message):
     def last_fired_at(self) -> _timestamp_pb2.Timestamp:
         """Last time it fired."""
 
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp:
+        """When last_error happened."""
+
     def __init__(
         self,
         *,
@@ -134,10 +144,12 @@ class TriggerState(_message.Message):
         enabled: _builtins.bool = ...,
         next_fire_at: _timestamp_pb2.Timestamp | None = ...,
         last_fired_at: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_fired_at", b"last_fired_at", "next_fire_at", b"next_fire_at", "trigger", b"trigger"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_error_at", b"last_error_at", "last_fired_at", b"last_fired_at", "next_fire_at", b"next_fire_at", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "last_fired_at", b"last_fired_at", "next_fire_at", b"next_fire_at", "trigger", b"trigger", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_fired_at", b"last_fired_at", "next_fire_at", b"next_fire_at", "trigger", b"trigger", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

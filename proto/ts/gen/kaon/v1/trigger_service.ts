@@ -48,7 +48,16 @@ export interface TriggerState {
     | Date
     | undefined;
   /** Last time it fired. */
-  lastFiredAt?: Date | undefined;
+  lastFiredAt?:
+    | Date
+    | undefined;
+  /**
+   * Why the latest fire could not start a run (the error, and whether it is still being
+   * retried); empty once a fire starts a run again.
+   */
+  lastError: string;
+  /** When last_error happened. */
+  lastErrorAt?: Date | undefined;
 }
 
 /** Request of ListTriggers. */
@@ -387,7 +396,15 @@ export const SignalResponse: MessageFns<SignalResponse> = {
 };
 
 function createBaseTriggerState(): TriggerState {
-  return { workflowId: "", trigger: undefined, enabled: false, nextFireAt: undefined, lastFiredAt: undefined };
+  return {
+    workflowId: "",
+    trigger: undefined,
+    enabled: false,
+    nextFireAt: undefined,
+    lastFiredAt: undefined,
+    lastError: "",
+    lastErrorAt: undefined,
+  };
 }
 
 export const TriggerState: MessageFns<TriggerState> = {
@@ -406,6 +423,12 @@ export const TriggerState: MessageFns<TriggerState> = {
     }
     if (message.lastFiredAt !== undefined) {
       Timestamp.encode(toTimestamp(message.lastFiredAt), writer.uint32(42).fork()).join();
+    }
+    if (message.lastError !== "") {
+      writer.uint32(50).string(message.lastError);
+    }
+    if (message.lastErrorAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastErrorAt), writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -463,6 +486,22 @@ export const TriggerState: MessageFns<TriggerState> = {
             message.lastFiredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lastErrorAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -494,6 +533,16 @@ export const TriggerState: MessageFns<TriggerState> = {
         : isSet(object.last_fired_at)
         ? fromJsonTimestamp(object.last_fired_at)
         : undefined,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      lastErrorAt: isSet(object.lastErrorAt)
+        ? fromJsonTimestamp(object.lastErrorAt)
+        : isSet(object.last_error_at)
+        ? fromJsonTimestamp(object.last_error_at)
+        : undefined,
     };
   },
 
@@ -514,6 +563,12 @@ export const TriggerState: MessageFns<TriggerState> = {
     if (message.lastFiredAt !== undefined) {
       obj.lastFiredAt = message.lastFiredAt.toISOString();
     }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.lastErrorAt !== undefined) {
+      obj.lastErrorAt = message.lastErrorAt.toISOString();
+    }
     return obj;
   },
 
@@ -529,6 +584,8 @@ export const TriggerState: MessageFns<TriggerState> = {
     message.enabled = object.enabled ?? false;
     message.nextFireAt = object.nextFireAt ?? undefined;
     message.lastFiredAt = object.lastFiredAt ?? undefined;
+    message.lastError = object.lastError ?? "";
+    message.lastErrorAt = object.lastErrorAt ?? undefined;
     return message;
   },
 };
