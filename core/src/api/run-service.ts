@@ -37,6 +37,8 @@ export function toApiError(err: unknown): unknown {
       return new ServerError(Status.FAILED_PRECONDITION, err.message);
     case "PERMISSION_DENIED":
       return new ServerError(Status.PERMISSION_DENIED, err.message);
+    case "UNAVAILABLE":
+      return new ServerError(Status.UNAVAILABLE, err.message);
     default:
       return err;
   }
@@ -246,7 +248,7 @@ export function createRunService(
       const run = await getRun(req.runId);
       if (!TERMINAL_RUN.has(run.status)) {
         engine.stopRun(req.runId, req.reason || "stopped by request");
-        await engine.flushed();
+        await engineCall(() => engine.flushed());
       }
       return { run: await getRun(req.runId) };
     },
@@ -267,7 +269,8 @@ export function createRunService(
       await engineCall(() =>
         engine.restartRun({ runId: req.runId, from, stepId: req.stepId, params: req.params }),
       );
-      if (req.requestId) await engine.recordRequest(`restart:${req.runId}:${req.requestId}`, "{}");
+      if (req.requestId)
+        await engineCall(() => engine.recordRequest(`restart:${req.runId}:${req.requestId}`, "{}"));
       return { run: await getRun(req.runId) };
     },
 
@@ -363,7 +366,7 @@ export function createRunService(
       requireField(req.runId, "run_id", "run id");
       requireField(req.path, "path", "step instance path");
       await getStep(req.runId, req.path);
-      if (engine.stopStep(req.runId, req.path)) await engine.flushed();
+      if (engine.stopStep(req.runId, req.path)) await engineCall(() => engine.flushed());
       return { step: await getStep(req.runId, req.path) };
     },
 

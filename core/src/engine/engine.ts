@@ -124,11 +124,35 @@ export interface EngineOptions {
   log?: Logger;
   /** Live foreach iterations when the foreach has no concurrency limit. Default 1000. */
   materializeWindow?: number;
+  /**
+   * Called once when a journal write fails (the engine already refuses work with the cause).
+   * Default: exit the process with code 75 so a supervisor restarts it and recovery rebuilds
+   * from what was committed (docs/decisions/0007-journal-failure-exits.md).
+   */
+  onFatal?: (err: Error) => void;
+}
+
+/** Exit code of a server that stopped because its database write failed (EX_TEMPFAIL). */
+export const EXIT_JOURNAL_FAILURE = 75;
+
+function exitForRecovery(err: Error): void {
+  // Logs may go to a file (the demo's embedded server): the cause goes to stderr as well.
+  process.stderr.write(
+    `kaon: ${err.message}\nkaon: exiting with code ${EXIT_JOURNAL_FAILURE}; start the server again to continue from what was committed\n`,
+  );
+  process.exitCode = EXIT_JOURNAL_FAILURE;
+  // A moment for in-flight calls to receive their UNAVAILABLE answer.
+  setTimeout(() => process.exit(EXIT_JOURNAL_FAILURE), 500);
 }
 
 export class EngineError extends Error {
   constructor(
-    readonly code: "NOT_FOUND" | "FAILED_PRECONDITION" | "INVALID_ARGUMENT" | "PERMISSION_DENIED",
+    readonly code:
+      | "NOT_FOUND"
+      | "FAILED_PRECONDITION"
+      | "INVALID_ARGUMENT"
+      | "PERMISSION_DENIED"
+      | "UNAVAILABLE",
     message: string,
     readonly violations: Array<{ field: string; description: string; hint: string }> = [],
   ) {
@@ -273,10 +297,14 @@ export class Engine {
     this.journal = new Journal(this.writer, this.notifier);
     this.journal.beforeFlush = () => this.placeTasks();
     this.journal.onError = (err) => {
-      this.log.error("journal write failed; the engine stops accepting work", {
-        error: err.message,
-      });
+      this.log.error("an action after a commit failed", { error: err.message });
     };
+    this.journal.describeFailure = (cause) =>
+      new EngineError(
+        "UNAVAILABLE",
+        `the server could not write to its database (${cause.message}); it refuses work until it is restarted and recovers what was committed`,
+      );
+    this.journal.onFailure = (cause) => this.journalFailed(cause);
     await this.quotas.load();
     await this.recover();
     await this.opts.backend.start({
@@ -292,6 +320,29 @@ export class Engine {
       agentId: a.agentId,
     }));
     if (inFlight.length > 0) this.opts.backend.reconcile(inFlight);
+  }
+
+  /**
+   * A journal write failed: memory is ahead of the database. Work is refused (assertRunning,
+   * committed() waiters are rejected by the journal), timers stop, and `onFatal` (by default:
+   * exit, so the server restarts and recovers) rebuilds from what was committed.
+   */
+  private journalFailed(cause: Error): void {
+    this.log.error("journal write failed: the engine refuses work until restarted", {
+      error: cause.message,
+    });
+    this.clearTimers();
+    (this.opts.onFatal ?? exitForRecovery)(this.journal.failed ?? cause);
+  }
+
+  private clearTimers(): void {
+    for (const run of this.runs.values()) {
+      if (run.timeoutTimer) clearTimeout(run.timeoutTimer);
+      for (const step of run.byPath.values()) {
+        if (step.timer) clearTimeout(step.timer);
+        if (step.attempt?.timeoutTimer) clearTimeout(step.attempt.timeoutTimer);
+      }
+    }
   }
 
   /** Flushes pending writes, cancels timers and disconnects the backend (tasks keep running). */
@@ -574,6 +625,8 @@ export class Engine {
   }
 
   private assertRunning(): void {
+    const failed = this.journal?.failed;
+    if (failed) throw failed;
     if (!this.started || this.stopped) throw new Error("the engine is not running");
   }
 

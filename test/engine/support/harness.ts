@@ -57,6 +57,8 @@ export interface StartOptions {
   dataDir?: string;
   dbUrl?: string;
   resources?: { cpus?: number; memMb?: number };
+  /** What the engine does when a journal write fails; default: exit the process (75). */
+  onFatal?: (err: Error) => void;
 }
 
 export async function startEngineKaon(options: StartOptions = {}): Promise<EngineKaon> {
@@ -84,6 +86,7 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
     tokens: stepTokens,
     dataDir,
     endpoint: () => grpcAddress,
+    ...(options.onFatal ? { onFatal: options.onFatal } : {}),
   });
   stepTokens.isAttemptLive = (id) => engine.isAttemptLive(id);
   await engine.start();
