@@ -335,6 +335,18 @@ export class Engine {
     (this.opts.onFatal ?? exitForRecovery)(this.journal.failed ?? cause);
   }
 
+  /**
+   * Runs a promise nobody awaits. Its rejection (a query failing while the database is down, a
+   * transition throwing in a callback) is logged: left unhandled it would end the process.
+   */
+  private background(promise: Promise<unknown>, what: string): void {
+    promise.catch((err: unknown) => {
+      this.log.error(`${what} failed`, {
+        error: err instanceof Error ? err.message : String(err),
+      });
+    });
+  }
+
   private clearTimers(): void {
     for (const run of this.runs.values()) {
       if (run.timeoutTimer) clearTimeout(run.timeoutTimer);
@@ -945,7 +957,7 @@ export class Engine {
       return missing;
     };
     const attempt = () => {
-      check().then(
+      const checked = check().then(
         (result) => {
           if (
             step.status !== StepStatus.STEP_STATUS_WAITING_FOR_DATA &&
@@ -976,6 +988,7 @@ export class Engine {
         },
         (err: Error) => this.failStep(step, `cannot check artifacts: ${err.message}`),
       );
+      this.background(checked, `checking the artifacts of step '${step.path}' in run ${run.id}`);
     };
     // Register before checking so an announcement racing the check still wakes the step.
     for (const i of inputs) {
@@ -1206,11 +1219,12 @@ export class Engine {
     } catch (err) {
       promise = Promise.reject(err);
     }
-    promise.then(
+    const ended = promise.then(
       (result) => this.inlineDone(attempt, result),
       (err: Error) =>
         this.inlineDone(attempt, { succeeded: false, message: err?.message ?? String(err) }),
     );
+    this.background(ended, `ending inline step '${step.path}' of run ${step.scope.run.id}`);
   }
 
   private inlineDone(attempt: AttemptState, result: EndResult): void {
@@ -1368,7 +1382,8 @@ export class Engine {
     };
     try {
       const plan = type.plan(ctx);
-      if (plan instanceof Promise) plan.then(onPlan, onPlanError);
+      if (plan instanceof Promise)
+        this.background(plan.then(onPlan, onPlanError), `planning step '${step.path}'`);
       else onPlan(plan);
     } catch (err) {
       onPlanError(err as Error);
@@ -1654,7 +1669,7 @@ export class Engine {
             this.attemptDir(step, attempt.number),
             attempt.resources,
           );
-          Promise.resolve(type.interpretEnd(ctx, status)).then(
+          const ended = Promise.resolve(type.interpretEnd(ctx, status)).then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
               finish(
@@ -1665,6 +1680,7 @@ export class Engine {
             },
             (err: Error) => finish(false, { kind: "error", message: err.message }, err.message),
           );
+          this.background(ended, `ending step '${step.path}' of run ${step.scope.run.id}`);
           return;
         }
         finish(true, { kind: "exit", message: "" }, "exit code 0");
@@ -1690,13 +1706,14 @@ export class Engine {
           );
           const failed = (message: string) =>
             finish(false, { kind: "exit", exitCode: status.exitCode ?? -1, message }, message);
-          Promise.resolve(type.interpretEnd(ctx, status)).then(
+          const ended = Promise.resolve(type.interpretEnd(ctx, status)).then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
               failed(r.message ? `${msg}: ${r.message}` : msg);
             },
             () => failed(msg),
           );
+          this.background(ended, `ending step '${step.path}' of run ${step.scope.run.id}`);
           return;
         }
         finish(
@@ -1834,7 +1851,7 @@ export class Engine {
       return;
     }
     const run = step.scope.run;
-    this.announce(
+    const announced = this.announce(
       rendered.map((r) => ({
         ...r,
         namespace: run.namespace,
@@ -1846,6 +1863,7 @@ export class Engine {
     ).catch((err: Error) =>
       this.failStep(step, `cannot announce output artifacts: ${err.message}`),
     );
+    this.background(announced, `announcing the outputs of step '${step.path}' in run ${run.id}`);
   }
 
   // -------------------------------------------------------------------------------------
@@ -2270,7 +2288,7 @@ export class Engine {
     step.attemptCount += 1;
     const number = step.attemptCount;
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, `starting workflow '${sub.workflowId}'`);
-    this.startRun({
+    const started = this.startRun({
       workflowId: sub.workflowId,
       version: sub.version || 0,
       params,
@@ -2281,7 +2299,8 @@ export class Engine {
         client: undefined,
       },
       runTs: run.runTs,
-    }).then(
+    });
+    const attached = started.then(
       ({ runId }) => {
         if (step.status !== StepStatus.STEP_STATUS_RUNNING || step.attemptCount !== number) {
           this.stopRun(runId, "parent step no longer running");
@@ -2302,11 +2321,12 @@ export class Engine {
         this.setReason(step, `waiting for run ${runId} of '${sub.workflowId}'`);
         this.childWaiters.set(runId, step);
         const child = this.runs.get(runId);
-        if (!child) void this.childEnded(runId);
+        if (!child) this.background(this.childEnded(runId), `ending step '${step.path}'`);
       },
       (err: Error) =>
         this.failStep(step, `cannot start workflow '${sub.workflowId}': ${err.message}`),
     );
+    this.background(attached, `starting the subworkflow of step '${step.path}' in run ${run.id}`);
   }
 
   private async childEnded(childRunId: string): Promise<void> {
@@ -2397,7 +2417,8 @@ export class Engine {
     this.journal.afterCommit(() => {
       this.runs.delete(run.id);
       this.notifier.publish(RUN_ENDED);
-      if (this.childWaiters.has(run.id)) void this.childEnded(run.id);
+      if (this.childWaiters.has(run.id))
+        this.background(this.childEnded(run.id), `ending the parent step of run ${run.id}`);
     });
     for (const other of [...live]) this.maybeBegin(other);
   }
@@ -3344,7 +3365,8 @@ export class Engine {
       return;
     }
     if (step.node.kind === "subworkflow") {
-      if (step.book.c) void this.childEnded(step.book.c);
+      if (step.book.c)
+        this.background(this.childEnded(step.book.c), `re-attaching step '${step.path}'`);
       else this.startSubworkflow(step);
       return;
     }
