@@ -1,7 +1,9 @@
 // Regression tests for the second round of engine review fixes (docs/review-engine.md): each
 // drives the real server (gRPC, engine, SQLite, the local agent) into the situation the
 // finding describes and checks the outcome a user sees.
-import { RunStatus, StepStatus } from "@kaon/proto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Run, RunStatus, StepStatus } from "@kaon/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../core/src/log.js";
 import type { StepTypeRegistry } from "../../core/src/steps/registry.js";
@@ -96,4 +98,73 @@ describe("engine review fixes, round 2", () => {
     const { run: stopped } = await k.watch(runId);
     expect(stopped.status).toBe(RunStatus.RUN_STATUS_STOPPED);
   });
+
+  it("J3: a subworkflow step recovered before its child was recorded re-attaches to that child", async () => {
+    const first = await startEngineKaon();
+    const dataDir = first.dataDir;
+    const counter = join(dataDir, "child-executions.log");
+    await first.deploy({
+      id: "robust-j3-child",
+      steps: [
+        {
+          id: "w",
+          type: "command",
+          config: { shell: `echo w >> "${counter}"; sleep 1; echo "y=7" >> "$KAON_OUTPUT"` },
+        },
+      ],
+    });
+    await first.deploy({
+      id: "robust-j3",
+      steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "robust-j3-child" } }],
+    });
+    const { run } = await first.runs.startRun({ workflowId: "robust-j3" });
+    const runId = (run as Run).id;
+    const listChildren = async (k2: EngineKaon) =>
+      (
+        await k2.runs.listRuns({
+          workflowId: "robust-j3-child",
+          namespace: "",
+          statuses: [],
+          pageSize: 10,
+          pageToken: "",
+        })
+      ).runs;
+    // The child is committed by its own StartRun; wait (commit by commit) until it is listed.
+    let children = await listChildren(first);
+    for (const deadline = Date.now() + 10_000; children.length === 0 && Date.now() < deadline; ) {
+      await first.engine.flushed();
+      children = await listChildren(first);
+    }
+    expect(children).toHaveLength(1);
+    const childId = children[0]?.id as string;
+    await first.engine.flushed();
+    await first.stop({ keepDataDir: true });
+    // The state a crash leaves between committing the child run and recording it on the parent
+    // step (a later tick): the parent step RUNNING, no child id, no attempt row.
+    {
+      const db = await (await import("../../core/src/store/db.js")).openDatabase({
+        url: `sqlite:${join(dataDir, "kaon.db")}`,
+      });
+      const row = await db("step_instances").where({ run_id: runId, path: "sub" }).first();
+      expect(row?.status).toBe(StepStatus.STEP_STATUS_RUNNING);
+      const book = JSON.parse(row.state_json) as Record<string, unknown>;
+      expect(book.c).toBe(childId);
+      delete book.c;
+      await db("step_instances")
+        .where({ run_id: runId, path: "sub" })
+        .update({ state_json: JSON.stringify(book) });
+      await db("attempts").where({ run_id: runId, path: "sub" }).delete();
+      await db.destroy();
+    }
+    const second = await startEngineKaon({ dataDir });
+    try {
+      const { run: done } = await second.watch(runId, 30_000);
+      expect(done.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      expect(done.outputs).toEqual({ "sub.w.y": 7 });
+      expect((await listChildren(second)).map((r) => r.id)).toEqual([childId]);
+      expect(readFileSync(counter, "utf8").trim().split("\n")).toEqual(["w"]);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

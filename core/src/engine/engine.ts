@@ -2268,7 +2268,19 @@ export class Engine {
   // -------------------------------------------------------------------------------------
   // Subworkflow
 
-  private startSubworkflow(step: StepState): void {
+  /**
+   * The child run's idempotency key: the same for a crash-recovered start of the same attempt
+   * (which then finds the child already committed), new for a retry or a restart.
+   */
+  private childRequestId(step: StepState, attempt: number): string {
+    const run = step.scope.run;
+    const key = `subworkflow:${run.id}/${step.path}#${run.restartCount}.${attempt}`;
+    if (key.length <= 200) return key;
+    return `subworkflow:${createHash("sha256").update(key).digest("hex")}`;
+  }
+
+  /** `resumed`: recovery of a RUNNING step whose child was not recorded yet (same attempt). */
+  private startSubworkflow(step: StepState, resumed = false): void {
     const sub = step.node.step.subworkflow;
     const run = step.scope.run;
     if (!sub) {
@@ -2285,13 +2297,14 @@ export class Engine {
       return;
     }
     step.startedAt ??= this.now();
-    step.attemptCount += 1;
+    if (!resumed || step.attemptCount === 0) step.attemptCount += 1;
     const number = step.attemptCount;
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, `starting workflow '${sub.workflowId}'`);
     const started = this.startRun({
       workflowId: sub.workflowId,
       version: sub.version || 0,
       params,
+      requestId: this.childRequestId(step, number),
       initiator: {
         kind: InitiatorKind.INITIATOR_KIND_SUBWORKFLOW,
         detail: step.path,
@@ -3367,7 +3380,7 @@ export class Engine {
     if (step.node.kind === "subworkflow") {
       if (step.book.c)
         this.background(this.childEnded(step.book.c), `re-attaching step '${step.path}'`);
-      else this.startSubworkflow(step);
+      else this.startSubworkflow(step, true);
       return;
     }
     const a = step.attempt;
