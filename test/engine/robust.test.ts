@@ -167,4 +167,64 @@ describe("engine review fixes, round 2", () => {
       await second.stop();
     }
   }, 60_000);
+
+  it("S5: subworkflows that start each other stop at 16 levels, naming the chain", async () => {
+    await k.deploy({
+      id: "robust-s5-a",
+      steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "robust-s5-b" } }],
+    });
+    await k.deploy({
+      id: "robust-s5-b",
+      steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "robust-s5-a" } }],
+    });
+    const { run } = await k.run("robust-s5-a", {}, 30_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const all: Run[] = [];
+    for (const workflowId of ["robust-s5-a", "robust-s5-b"]) {
+      const listed = await k.runs.listRuns({
+        workflowId,
+        namespace: "",
+        statuses: [],
+        pageSize: 100,
+        pageToken: "",
+      });
+      all.push(...listed.runs);
+    }
+    expect(all).toHaveLength(16);
+    expect(all.every((r) => r.status === RunStatus.RUN_STATUS_FAILED)).toBe(true);
+    const reasons = await Promise.all(
+      all.map(async (r) => (await k.runs.getStep({ runId: r.id, path: "sub" })).step?.reason ?? ""),
+    );
+    const deepest = reasons.filter((r) => r.includes("deeper than 16 levels"));
+    expect(deepest).toHaveLength(1);
+    expect(deepest[0]).toContain(
+      "robust-s5-a → robust-s5-b → robust-s5-a → robust-s5-b → robust-s5-a",
+    );
+  });
+
+  it("S5: a child that would queue behind its own ancestor (sequential) fails instead of waiting for ever", async () => {
+    await k.deploy({
+      id: "robust-s5-seq",
+      runStrategy: { mode: "RUN_STRATEGY_MODE_SEQUENTIAL" },
+      steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "robust-s5-mid" } }],
+    });
+    await k.deploy({
+      id: "robust-s5-mid",
+      steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "robust-s5-seq" } }],
+    });
+    const { run } = await k.run("robust-s5-seq", {}, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const mid = (
+      await k.runs.listRuns({
+        workflowId: "robust-s5-mid",
+        namespace: "",
+        statuses: [],
+        pageSize: 10,
+        pageToken: "",
+      })
+    ).runs;
+    expect(mid).toHaveLength(1);
+    const step = (await k.runs.getStep({ runId: mid[0]?.id as string, path: "sub" })).step;
+    expect(step?.reason).toContain("would wait for its own ancestor run");
+  });
 });

@@ -132,6 +132,9 @@ export interface EngineOptions {
   onFatal?: (err: Error) => void;
 }
 
+/** Runs in a chain of subworkflows (the top-level run counts as one). */
+const MAX_SUBWORKFLOW_DEPTH = 16;
+
 /** Exit code of a server that stopped because its database write failed (EX_TEMPFAIL). */
 export const EXIT_JOURNAL_FAILURE = 75;
 
@@ -2279,6 +2282,39 @@ export class Engine {
     return `subworkflow:${createHash("sha256").update(key).digest("hex")}`;
   }
 
+  /**
+   * Why `run` must not start a child of `workflowId`: nesting past MAX_SUBWORKFLOW_DEPTH (a
+   * workflow starting itself through others would never end), or a child that would queue
+   * behind its own ancestor (run strategy limit) and so wait for ever. Undefined when fine.
+   */
+  private subworkflowCycle(run: RunState, workflowId: string): string | undefined {
+    const chain: RunState[] = [run];
+    for (let r = run; r.parentRunId; ) {
+      const parent = this.runs.get(r.parentRunId);
+      if (!parent || chain.includes(parent)) break;
+      chain.unshift(parent);
+      r = parent;
+    }
+    const names = [...chain.map((r) => r.workflowId), workflowId].join(" → ");
+    if (chain.length >= MAX_SUBWORKFLOW_DEPTH) {
+      return `subworkflows nest deeper than ${MAX_SUBWORKFLOW_DEPTH} levels: ${names}; a workflow that starts itself through others must stop recursing (add a condition on the edge to the subworkflow step)`;
+    }
+    const ancestor = chain.find((r) => r.workflowId === workflowId);
+    if (ancestor) {
+      // SKIP_IF_RUNNING would hand back the ancestor itself as the child.
+      const skips =
+        ancestor.def.runStrategy?.mode === RunStrategyMode.RUN_STRATEGY_MODE_SKIP_IF_RUNNING;
+      const limit = skips ? 1 : this.concurrencyLimit(ancestor.def);
+      const running = (this.byWorkflow.get(workflowId) ?? []).filter(
+        (r) => r.status === RunStatus.RUN_STATUS_RUNNING,
+      ).length;
+      if (running >= limit) {
+        return `the child run of workflow '${workflowId}' would wait for its own ancestor run ${ancestor.id} (its run strategy allows ${limit} running at a time): ${names}`;
+      }
+    }
+    return undefined;
+  }
+
   /** `resumed`: recovery of a RUNNING step whose child was not recorded yet (same attempt). */
   private startSubworkflow(step: StepState, resumed = false): void {
     const sub = step.node.step.subworkflow;
@@ -2294,6 +2330,11 @@ export class Engine {
         params[p.name] = this.evalParam(p, step, { ...(step.params ?? {}), ...params });
     } catch (err) {
       this.failStep(step, (err as Error).message);
+      return;
+    }
+    const cycle = this.subworkflowCycle(run, sub.workflowId);
+    if (cycle) {
+      this.failStep(step, cycle);
       return;
     }
     step.startedAt ??= this.now();
