@@ -227,4 +227,85 @@ describe("engine review fixes, round 2", () => {
     const step = (await k.runs.getStep({ runId: mid[0]?.id as string, path: "sub" })).step;
     expect(step?.reason).toContain("would wait for its own ancestor run");
   });
+
+  /**
+   * Makes the backend lose tasks before they start: `launch` records the task and, with
+   * `loseAtLaunch`, reports it LOST at once; `kill` of a recorded task reports it LOST (the
+   * backend never started it). Statuses go through the engine's real backend callbacks.
+   */
+  function losingBackend(loseAtLaunch: boolean) {
+    const backend = k.backend as unknown as {
+      launch(offerIds: string[], tasks: Array<{ taskId: string }>): void;
+      kill(taskId: string): void;
+      decline(offerIds: string[], refuseSeconds: number): void;
+      callbacks: { onStatus(s: { taskId: string; state: string; timestamp: number }): void };
+    };
+    const original = { launch: backend.launch, kill: backend.kill };
+    const launched: string[] = [];
+    const lose = (taskId: string) =>
+      backend.callbacks.onStatus({
+        taskId,
+        state: "LOST",
+        timestamp: Date.now(),
+        message: "agent lost the task",
+      } as never);
+    backend.launch = (offers, tasks) => {
+      // Nothing started: the offer goes back to the backend, which offers again at once.
+      backend.decline(offers, 0);
+      for (const t of tasks) {
+        launched.push(t.taskId);
+        if (loseAtLaunch) setImmediate(() => lose(t.taskId));
+      }
+    };
+    backend.kill = (taskId) => {
+      if (launched.includes(taskId)) setImmediate(() => lose(taskId));
+      else original.kill.call(backend, taskId);
+    };
+    return {
+      launched,
+      restore() {
+        backend.launch = original.launch;
+        backend.kill = original.kill;
+      },
+    };
+  }
+
+  it("S1: StopStep on a LAUNCHING task the backend then reports LOST stops it, no relaunch", async () => {
+    await k.deploy({
+      id: "robust-s1-stop",
+      steps: [{ id: "t", type: "command", config: { shell: "sleep 30" } }],
+    });
+    const lossy = losingBackend(false);
+    try {
+      const { run } = await k.runs.startRun({ workflowId: "robust-s1-stop" });
+      const runId = run?.id as string;
+      await waitForStatus(runId, "t", StepStatus.STEP_STATUS_LAUNCHING);
+      await k.runs.stopStep({ runId, path: "t" });
+      const { run: done } = await k.watch(runId, 15_000);
+      expect(done.status).toBe(RunStatus.RUN_STATUS_STOPPED);
+      const t = await k.runs.getStep({ runId, path: "t" });
+      expect(t.step?.status).toBe(StepStatus.STEP_STATUS_STOPPED);
+      expect(lossy.launched.filter((id) => id.startsWith(runId))).toHaveLength(1);
+    } finally {
+      lossy.restore();
+    }
+  });
+
+  it("S1: a backend that keeps losing launches gets 3 free relaunches, then the step fails", async () => {
+    await k.deploy({
+      id: "robust-s1-loop",
+      steps: [{ id: "t", type: "command", config: { shell: "true" } }],
+    });
+    const lossy = losingBackend(true);
+    try {
+      const { run } = await k.run("robust-s1-loop", {}, 15_000);
+      expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+      expect(lossy.launched.filter((id) => id.startsWith(run.id))).toHaveLength(4);
+      const t = await k.runs.getStep({ runId: run.id, path: "t" });
+      expect(t.step?.status).toBe(StepStatus.STEP_STATUS_FAILED);
+      expect(t.step?.reason).toContain("agent lost the task");
+    } finally {
+      lossy.restore();
+    }
+  });
 });

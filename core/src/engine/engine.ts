@@ -132,6 +132,9 @@ export interface EngineOptions {
   onFatal?: (err: Error) => void;
 }
 
+/** Times a task the backend lost before it started is launched again for free. */
+const MAX_RELAUNCHES = 3;
+
 /** Runs in a chain of subworkflows (the top-level run counts as one). */
 const MAX_SUBWORKFLOW_DEPTH = 16;
 
@@ -267,6 +270,8 @@ export class Engine {
   /** Runs a Restart or RetryStep is bringing back (between its first read and its rebuild). */
   private readonly reopening = new Set<string>();
   private readonly definitionCache = new Map<string, WorkflowDefinition>();
+  /** Launches redone without spending a retry (LOST before starting), per step instance. */
+  private readonly relaunches = new WeakMap<StepState, number>();
   private started = false;
   private stopped = false;
   /** Hooks called after an artifact announcement commits (artifact triggers). */
@@ -1653,11 +1658,20 @@ export class Engine {
       this.journal.attempt(attempt);
       this.emitAttempt(attempt);
       if (failure.kind === "lost" && wasLaunching) {
-        // Never started (core died between recording the launch and making it): try again
-        // without spending a retry.
-        step.attemptCount = attempt.number;
-        this.retryNow(step, "the launch was interrupted; launching again");
-        return;
+        if (attempt.killReason === "stop") {
+          // Killed before it started (StopStep, StopRun): a stop, never a new launch.
+          this.attemptFailed(step, { kind: "stopped", message: "stopped" });
+          return;
+        }
+        const relaunches = (this.relaunches.get(step) ?? 0) + 1;
+        if (!attempt.killReason && relaunches <= MAX_RELAUNCHES) {
+          // Never started (core died between recording the launch and making it): try again
+          // without spending a retry — a few times, not for ever if the backend keeps losing it.
+          this.relaunches.set(step, relaunches);
+          step.attemptCount = attempt.number;
+          this.retryNow(step, "the launch was interrupted; launching again");
+          return;
+        }
       }
       this.attemptFailed(step, failure);
     };
