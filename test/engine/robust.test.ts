@@ -308,4 +308,53 @@ describe("engine review fixes, round 2", () => {
       lossy.restore();
     }
   });
+
+  it("S2: after a restart of core, a queued step does not take the type slot a running step holds", async () => {
+    const first = await startEngineKaon();
+    const dataDir = first.dataDir;
+    const order = join(dataDir, "order.log");
+    await first.deploy({
+      id: "robust-s2",
+      stepTypeConcurrency: { command: 1 },
+      steps: [
+        { id: "first", type: "noop", next: [{ to: "q" }] },
+        // Listed before `r`, so recovery meets it first; it queues behind `r` for the slot.
+        { id: "q", type: "command", config: { shell: `echo q-start >> "${order}"` } },
+        {
+          id: "r",
+          type: "command",
+          config: { shell: `echo r-start >> "${order}"; sleep 1.5; echo r-end >> "${order}"` },
+        },
+      ],
+    });
+    const { run } = await first.runs.startRun({ workflowId: "robust-s2" });
+    const runId = (run as Run).id;
+    const seen = new Set<string>();
+    for await (const msg of first.runs.watchRun(
+      { runId, afterSeq: 0 },
+      { signal: AbortSignal.timeout(15_000) },
+    )) {
+      for (const e of msg.events) {
+        if (e.kind?.$case === "stepStatus") seen.add(`${e.path}:${e.kind.value}`);
+      }
+      if (
+        seen.has(`r:${StepStatus.STEP_STATUS_RUNNING}`) &&
+        seen.has(`q:${StepStatus.STEP_STATUS_QUEUED}`)
+      )
+        break;
+    }
+    await first.stop({ keepDataDir: true });
+    const second = await startEngineKaon({ dataDir });
+    try {
+      const { run: done } = await second.watch(runId, 30_000);
+      expect(done.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      expect(readFileSync(order, "utf8").trim().split("\n")).toEqual([
+        "r-start",
+        "r-end",
+        "q-start",
+      ]);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

@@ -3377,7 +3377,21 @@ export class Engine {
       return;
     }
     this.armRunTimeout(run);
+    this.countActiveByType(run);
     this.resumeScope(run.root);
+  }
+
+  /**
+   * Takes the step-type slots of every attempt still active before anything queued is
+   * dispatched again: counting them as the walk meets them let a queued step listed earlier
+   * take a slot a running one already holds.
+   */
+  private countActiveByType(run: RunState): void {
+    for (const step of run.byPath.values()) {
+      if (!step.attempt || !ACTIVE_STEP.has(step.status) || step.node.kind !== "task") continue;
+      if (this.typeLimit(run, step.type) <= 0) continue;
+      run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 0) + 1);
+    }
   }
 
   private resumeScope(scope: Scope): void {
@@ -3443,10 +3457,6 @@ export class Engine {
       // Launch intent without an attempt row cannot happen (same transaction); start over.
       this.startAttempt(step);
       return;
-    }
-    if (this.typeLimit(step.scope.run, step.type) > 0) {
-      const run = step.scope.run;
-      run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 0) + 1);
     }
     if (a.kind === "inline") {
       // Inline work lived in the dead process: record it as lost and run it again.
