@@ -357,4 +357,46 @@ describe("engine review fixes, round 2", () => {
       await second.stop();
     }
   }, 60_000);
+
+  it("J2: a restart whose commit fails keeps the old iteration rows (deleted in the same commit)", async () => {
+    let fatal: Error | undefined;
+    const k2 = await startEngineKaon({
+      onFatal: (err) => {
+        fatal = err;
+      },
+    });
+    try {
+      await k2.deploy({
+        id: "robust-j2",
+        steps: [
+          {
+            id: "fe",
+            type: "foreach",
+            foreach: { axes: [{ values: [0, 1] }], body: [{ id: "work", type: "noop" }] },
+          },
+        ],
+      });
+      const { run } = await k2.run("robust-j2");
+      expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      const paths = async () =>
+        (await k2.db("step_instances").where({ run_id: run.id }).orderBy("path")).map(
+          (r: { path: string }) => r.path,
+        );
+      expect(await paths()).toEqual(["fe", "fe[0]/work", "fe[1]/work"]);
+      // The commit recording the reopened run fails (as a crash at that moment would lose it).
+      await k2.db.raw(`CREATE TRIGGER j2_refuse BEFORE INSERT ON runs WHEN NEW.restart_count > 0
+        BEGIN SELECT RAISE(ABORT, 'simulated crash'); END`);
+      await expect(k2.engine.restartRun({ runId: run.id, from: "beginning" })).rejects.toThrow(
+        /simulated crash/,
+      );
+      expect(fatal?.message).toContain("simulated crash");
+      // Nothing of the restart is in the database: the run is finished with all its rows.
+      expect(await paths()).toEqual(["fe", "fe[0]/work", "fe[1]/work"]);
+      const row = await k2.db("runs").where({ id: run.id }).first();
+      expect(row?.restart_count).toBe(0);
+      expect(row?.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    } finally {
+      await k2.stop();
+    }
+  });
 });

@@ -3080,18 +3080,6 @@ export class Engine {
         prefix += "/";
       }
     }
-    if (stale.length > 0) {
-      // Iterations of reset containers are rerun from scratch; their old rows would shadow
-      // the new ones (their attempts stay in the attempts table).
-      await this.opts.db.transaction(async (trx) => {
-        for (let i = 0; i < stale.length; i += 500) {
-          await trx("step_instances")
-            .where("run_id", row.id)
-            .whereIn("path", stale.slice(i, i + 500))
-            .delete();
-        }
-      });
-    }
     const floor = stale.length > 0 ? await this.attemptFloor(row.id) : undefined;
     if (this.runs.has(row.id)) {
       throw new EngineError("FAILED_PRECONDITION", `run '${row.id}' is already running again`);
@@ -3111,6 +3099,10 @@ export class Engine {
     // Attempt numbers of removed rows keep counting up, so history is never overwritten.
     if (stale.length > 0) run.attemptFloor = floor;
     if (isRestart) run.restartCount += 1;
+    // Iterations of reset containers are rerun from scratch; their old rows would shadow the
+    // new ones (their attempts stay). Removed in the commit that records the reopened run, so
+    // a crash cannot leave a finished run without them.
+    if (stale.length > 0) this.journal.deleteSteps(row.id, stale);
     run.endedAt = null;
     run.message = "";
     if (isRestart) {

@@ -28,6 +28,7 @@ export class Journal {
   private images: ImageRow[] = [];
   private artifacts: ArtifactRow[] = [];
   private requestKeys: WriteBatch["requestKeys"] = [];
+  private stepDeletes: NonNullable<WriteBatch["stepDeletes"]> = [];
   private after: AfterCommit[] = [];
   private touched = new Set<string>();
   private scheduled = false;
@@ -96,6 +97,12 @@ export class Journal {
     this.schedule();
   }
 
+  /** Removes step rows in the next commit, before its upserts (a restart's old iterations). */
+  deleteSteps(runId: string, paths: readonly string[]): void {
+    for (const path of paths) this.stepDeletes.push([runId, path]);
+    this.schedule();
+  }
+
   /** Runs `fn` after the commit that includes everything recorded so far. */
   afterCommit(fn: AfterCommit): void {
     if (this.failure) {
@@ -156,6 +163,7 @@ export class Journal {
       this.images.length > 0 ||
       this.artifacts.length > 0 ||
       this.requestKeys.length > 0 ||
+      this.stepDeletes.length > 0 ||
       this.after.length > 0 ||
       this.touched.size > 0
     );
@@ -189,6 +197,7 @@ export class Journal {
     batch.images = this.images;
     batch.artifacts = this.artifacts;
     batch.requestKeys = this.requestKeys;
+    if (this.stepDeletes.length > 0) batch.stepDeletes = this.stepDeletes;
     const after = this.after;
     const touched = this.touched;
     this.runs = new Set();
@@ -198,6 +207,7 @@ export class Journal {
     this.images = [];
     this.artifacts = [];
     this.requestKeys = [];
+    this.stepDeletes = [];
     this.after = [];
     this.touched = new Set();
     try {
