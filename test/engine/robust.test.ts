@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Run, RunStatus, StepStatus } from "@kaon/proto";
+import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../core/src/log.js";
 import type { StepTypeRegistry } from "../../core/src/steps/registry.js";
@@ -398,5 +399,61 @@ describe("engine review fixes, round 2", () => {
     } finally {
       await k2.stop();
     }
+  });
+
+  it("C3: page tokens of the wrong shape are INVALID_ARGUMENT naming page_token, not INTERNAL", async () => {
+    const token = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+    const refused = async (call: Promise<unknown>) => {
+      const err = await call.then(
+        () => undefined,
+        (e: { code?: number; details?: string }) => e,
+      );
+      expect(err?.code).toBe(Status.INVALID_ARGUMENT);
+      expect(err?.details).toContain("page_token");
+    };
+    const runs = (pageToken: string) =>
+      k.runs.listRuns({ workflowId: "", namespace: "", statuses: [], pageSize: 5, pageToken });
+    await refused(runs(token("5")));
+    await refused(runs(token({ c: "x", i: "y" })));
+    await refused(runs(token({ c: 1 })));
+    await refused(runs(token(null)));
+    await refused(
+      k.runs.listSteps({
+        runId: "r",
+        statuses: [],
+        pathPrefix: "",
+        pageSize: 5,
+        pageToken: token({ k: 5 }),
+      }),
+    );
+    await refused(
+      k.artifacts.listArtifacts({
+        name: "",
+        namespace: "",
+        partitions: {},
+        pageSize: 5,
+        pageToken: token({ id: "x" }),
+      }),
+    );
+    // A real token still pages.
+    await k.deploy({ id: "robust-c3", steps: [{ id: "a", type: "noop" }] });
+    await k.run("robust-c3");
+    await k.run("robust-c3");
+    const page1 = await k.runs.listRuns({
+      workflowId: "robust-c3",
+      namespace: "",
+      statuses: [],
+      pageSize: 1,
+      pageToken: "",
+    });
+    const page2 = await k.runs.listRuns({
+      workflowId: "robust-c3",
+      namespace: "",
+      statuses: [],
+      pageSize: 1,
+      pageToken: page1.nextPageToken,
+    });
+    expect(page2.runs).toHaveLength(1);
+    expect(page2.runs[0]?.id).not.toBe(page1.runs[0]?.id);
   });
 });
