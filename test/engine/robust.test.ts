@@ -456,4 +456,59 @@ describe("engine review fixes, round 2", () => {
     expect(page2.runs).toHaveLength(1);
     expect(page2.runs[0]?.id).not.toBe(page1.runs[0]?.id);
   });
+
+  it("S3: a RETRYING step recovered after a long outage retries when its backoff from the last attempt's end is over", async () => {
+    const first = await startEngineKaon();
+    const dataDir = first.dataDir;
+    await first.deploy({
+      id: "robust-s3",
+      steps: [
+        {
+          id: "t",
+          type: "command",
+          config: { shell: '[ "$KAON_ATTEMPT" -ge 2 ] || exit 1' },
+          retry: { maxAttempts: 2, initialBackoff: "60s" },
+        },
+      ],
+    });
+    const { run } = await first.runs.startRun({ workflowId: "robust-s3" });
+    const runId = (run as Run).id;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 15_000);
+    try {
+      for await (const msg of first.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
+        if (
+          msg.events.some(
+            (e) =>
+              e.path === "t" &&
+              e.kind?.$case === "stepStatus" &&
+              e.kind.value === StepStatus.STEP_STATUS_RETRYING,
+          )
+        )
+          break;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    await first.stop({ keepDataDir: true });
+    // Core was down for ten minutes: the 60 s backoff after attempt 1 is long over.
+    {
+      const { openDatabase } = await import("../../core/src/store/db.js");
+      const db = await openDatabase({ url: `sqlite:${join(dataDir, "kaon.db")}` });
+      const updated = await db("attempts")
+        .where({ run_id: runId, path: "t", number: 1 })
+        .update({ ended_at: Date.now() - 600_000 });
+      expect(updated).toBe(1);
+      await db.destroy();
+    }
+    const second = await startEngineKaon({ dataDir });
+    try {
+      const { run: done } = await second.watch(runId, 20_000);
+      expect(done.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      const t = await second.runs.getStep({ runId, path: "t" });
+      expect(t.attempts.map((a) => a.number)).toEqual([1, 2]);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

@@ -270,6 +270,8 @@ export class Engine {
   /** Runs a Restart or RetryStep is bringing back (between its first read and its rebuild). */
   private readonly reopening = new Set<string>();
   private readonly definitionCache = new Map<string, WorkflowDefinition>();
+  /** Recovered RETRYING steps: when their last attempt ended (the backoff counts from it). */
+  private readonly retryFrom = new WeakMap<StepState, number>();
   /** Launches redone without spending a retry (LOST before starting), per step instance. */
   private readonly relaunches = new WeakMap<StepState, number>();
   private started = false;
@@ -3152,12 +3154,30 @@ export class Engine {
         ]);
         const run = this.rebuild(row, found.definition, graph, stepRows, attemptRows, maxSeq + 1);
         if (run.restartCount > 0) run.attemptFloor = await this.attemptFloor(row.id);
+        await this.findRetryAnchors(run);
         this.resume(run);
       } catch (err) {
         this.log.error("cannot recover run", { runId: row.id, error: (err as Error).message });
       }
     }
     if (rows.length > 0) this.log.info("recovered runs", { count: rows.length });
+  }
+
+  /** RETRYING steps wait out their backoff from their last attempt's end, not from recovery. */
+  private async findRetryAnchors(run: RunState): Promise<void> {
+    const retrying = [...run.byPath.values()].filter(
+      (s) => s.status === StepStatus.STEP_STATUS_RETRYING,
+    );
+    if (retrying.length === 0) return;
+    const ended = new Map<string, number>();
+    for (const a of await this.queries.attemptRows(run.id)) {
+      if (a.ended_at !== null)
+        ended.set(a.path, Math.max(ended.get(a.path) ?? 0, Number(a.ended_at)));
+    }
+    for (const step of retrying) {
+      const at = ended.get(step.path);
+      if (at !== undefined) this.retryFrom.set(step, at);
+    }
   }
 
   /** Builds the in-memory state of a run from its rows (no side effects besides registering). */
@@ -3407,7 +3427,9 @@ export class Engine {
         case StepStatus.STEP_STATUS_RETRYING: {
           const wait = Math.max(
             0,
-            (step.endedAt ?? this.now()) + this.backoffMs(step) - this.now(),
+            (this.retryFrom.get(step) ?? step.endedAt ?? this.now()) +
+              this.backoffMs(step) -
+              this.now(),
           );
           this.armRetry(step, wait);
           break;
