@@ -511,4 +511,40 @@ describe("engine review fixes, round 2", () => {
       await second.stop();
     }
   }, 60_000);
+
+  it("S6: a loop whose iterations end at once does not overflow the stack", async () => {
+    // Each iteration's body (a foreach over an empty list) ends synchronously.
+    await k.deploy({
+      id: "robust-s6",
+      steps: [
+        {
+          id: "outer",
+          type: "loop",
+          loop: {
+            maxIterations: 1000,
+            body: [
+              {
+                id: "inner",
+                type: "loop",
+                loop: {
+                  maxIterations: 20,
+                  body: [
+                    {
+                      id: "e",
+                      type: "foreach",
+                      foreach: { axes: [{ values: [] }], body: [{ id: "w", type: "noop" }] },
+                    },
+                  ],
+                },
+              },
+            ],
+          },
+        },
+      ],
+    });
+    const { run } = await k.run("robust-s6", {}, 60_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    const outer = await k.runs.getStep({ runId: run.id, path: "outer" });
+    expect(outer.step?.reason).toBe("reached max iterations (1000)");
+  }, 90_000);
 });

@@ -270,6 +270,8 @@ export class Engine {
   /** Runs a Restart or RetryStep is bringing back (between its first read and its rebuild). */
   private readonly reopening = new Set<string>();
   private readonly definitionCache = new Map<string, WorkflowDefinition>();
+  /** Loops starting an iteration now, with the next iteration a nested call asked for. */
+  private readonly loopStarting = new Map<StepState, number | null>();
   /** Recovered RETRYING steps: when their last attempt ended (the backoff counts from it). */
   private readonly retryFrom = new WeakMap<StepState, number>();
   /** Launches redone without spending a retry (LOST before starting), per step instance. */
@@ -2219,12 +2221,27 @@ export class Engine {
   }
 
   private startLoopIteration(step: StepState, state: LoopState, n: number): void {
-    state.iteration = n;
-    step.loopIteration = n;
-    this.journal.step(step);
-    const scope = this.loopScope(step, n);
-    state.scope = scope;
-    this.startScope(scope);
+    // An iteration that ends synchronously (its body fails or is skipped at once) calls back
+    // in here: record the next one for the loop below instead of recursing per iteration.
+    if (this.loopStarting.has(step)) {
+      this.loopStarting.set(step, n);
+      return;
+    }
+    let next: number | null = n;
+    try {
+      while (next !== null) {
+        this.loopStarting.set(step, null);
+        state.iteration = next;
+        step.loopIteration = next;
+        this.journal.step(step);
+        const scope = this.loopScope(step, next);
+        state.scope = scope;
+        this.startScope(scope);
+        next = this.loopStarting.get(step) ?? null;
+      }
+    } finally {
+      this.loopStarting.delete(step);
+    }
   }
 
   private loopIterationDone(step: StepState, scope: Scope): void {
