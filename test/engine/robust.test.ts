@@ -547,4 +547,22 @@ describe("engine review fixes, round 2", () => {
     const outer = await k.runs.getStep({ runId: run.id, path: "outer" });
     expect(outer.step?.reason).toBe("reached max iterations (1000)");
   }, 90_000);
+
+  it("S7: a step type whose interpretEnd throws synchronously fails the attempt with the error", async () => {
+    registry().register({
+      kind: "process",
+      name: "robust-sync-throw",
+      description: "interpretEnd throws before returning a promise",
+      validate: () => [],
+      plan: () => ({ command: { kind: "shell", script: "true" } }),
+      interpretEnd: () => {
+        throw new Error("boom in interpretEnd");
+      },
+    });
+    await k.deploy({ id: "robust-s7", steps: [{ id: "s", type: "robust-sync-throw" }] });
+    const { run } = await k.run("robust-s7", {}, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const s = await k.runs.getStep({ runId: run.id, path: "s" });
+    expect(s.step?.reason).toContain("boom in interpretEnd");
+  });
 });

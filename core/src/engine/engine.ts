@@ -1690,7 +1690,11 @@ export class Engine {
             this.attemptDir(step, attempt.number),
             attempt.resources,
           );
-          const ended = Promise.resolve(type.interpretEnd(ctx, status)).then(
+          // Called inside the chain: a plugin that throws synchronously fails the attempt
+          // instead of throwing out of the backend's status callback.
+          const interpretEnd = type.interpretEnd.bind(type);
+          const interpreted = Promise.resolve().then(() => interpretEnd(ctx, status));
+          const ended = interpreted.then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
               finish(
@@ -1727,7 +1731,11 @@ export class Engine {
           );
           const failed = (message: string) =>
             finish(false, { kind: "exit", exitCode: status.exitCode ?? -1, message }, message);
-          const ended = Promise.resolve(type.interpretEnd(ctx, status)).then(
+          // Called inside the chain: a plugin that throws synchronously fails the attempt
+          // instead of throwing out of the backend's status callback.
+          const interpretEnd = type.interpretEnd.bind(type);
+          const interpreted = Promise.resolve().then(() => interpretEnd(ctx, status));
+          const ended = interpreted.then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
               failed(r.message ? `${msg}: ${r.message}` : msg);
