@@ -565,4 +565,53 @@ describe("engine review fixes, round 2", () => {
     const s = await k.runs.getStep({ runId: run.id, path: "s" });
     expect(s.step?.reason).toContain("boom in interpretEnd");
   });
+
+  it("J5: a StopStep whose KILLED end arrives after a restart of core ends the step STOPPED, not retried", async () => {
+    const first = await startEngineKaon();
+    const dataDir = first.dataDir;
+    await first.deploy({
+      id: "robust-j5",
+      steps: [
+        {
+          id: "t",
+          type: "command",
+          // Ignores SIGTERM: it dies by SIGKILL after the kill grace (2 s), i.e. after core
+          // restarted.
+          config: { shell: "trap '' TERM; sleep 30 & wait; sleep 30" },
+          retry: { maxAttempts: 3, retryOn: ["RETRY_ON_EXIT_CODE"], initialBackoff: "0.05s" },
+        },
+      ],
+    });
+    const { run } = await first.runs.startRun({ workflowId: "robust-j5" });
+    const runId = (run as Run).id;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 15_000);
+    try {
+      for await (const msg of first.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
+        if (
+          msg.events.some(
+            (e) =>
+              e.path === "t" &&
+              e.kind?.$case === "stepStatus" &&
+              e.kind.value === StepStatus.STEP_STATUS_RUNNING,
+          )
+        )
+          break;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    await first.runs.stopStep({ runId, path: "t" });
+    await first.stop({ keepDataDir: true });
+    const second = await startEngineKaon({ dataDir });
+    try {
+      const { run: done } = await second.watch(runId, 20_000);
+      expect(done.status).toBe(RunStatus.RUN_STATUS_STOPPED);
+      const t = await second.runs.getStep({ runId, path: "t" });
+      expect(t.step?.status).toBe(StepStatus.STEP_STATUS_STOPPED);
+      expect(t.attempts.map((a) => a.number)).toEqual([1]);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

@@ -132,6 +132,15 @@ export interface EngineOptions {
   onFatal?: (err: Error) => void;
 }
 
+/** Messages of attempts being killed; recovery reads the kill reason back from them. */
+const KILL_MESSAGES = { stop: "stop requested", timeout: "timed out; being killed" } as const;
+
+function killReasonOf(message: string): "stop" | "timeout" | undefined {
+  if (message === KILL_MESSAGES.stop) return "stop";
+  if (message === KILL_MESSAGES.timeout) return "timeout";
+  return undefined;
+}
+
 /** Times a task the backend lost before it started is launched again for free. */
 const MAX_RELAUNCHES = 3;
 
@@ -332,6 +341,8 @@ export class Engine {
       agentId: a.agentId,
     }));
     if (inFlight.length > 0) this.opts.backend.reconcile(inFlight);
+    // Kills recorded before a crash may never have been sent: send them (again).
+    for (const a of this.tasks.values()) if (a.killReason) this.opts.backend.kill(a.taskId);
   }
 
   /**
@@ -357,6 +368,17 @@ export class Engine {
         error: err instanceof Error ? err.message : String(err),
       });
     });
+  }
+
+  /**
+   * Why an attempt is being killed, on its row (message) in the commit the kill follows: after a
+   * crash the recovered attempt still knows that its KILLED end is a stop or a timeout, not a
+   * failure to retry.
+   */
+  private recordKillReason(attempt: AttemptState, reason: "stop" | "timeout"): void {
+    attempt.killReason = reason;
+    attempt.message = KILL_MESSAGES[reason];
+    this.journal.attempt(attempt);
   }
 
   private clearTimers(): void {
@@ -1275,7 +1297,7 @@ export class Engine {
       () => {
         attempt.timeoutTimer = undefined;
         if (step.attempt !== attempt || attempt.endedAt !== null) return;
-        attempt.killReason = "timeout";
+        this.recordKillReason(attempt, "timeout");
         if (attempt.kind === "inline") attempt.abort?.abort();
         else if (attempt.kind === "task")
           this.journal.afterCommit(() => this.opts.backend.kill(attempt.taskId));
@@ -1661,12 +1683,13 @@ export class Engine {
               : AttemptStatus.ATTEMPT_STATUS_FAILED;
       this.journal.attempt(attempt);
       this.emitAttempt(attempt);
+      if (failure.kind === "lost" && attempt.killReason === "stop") {
+        // Killed on request, then lost (before it started, or with its agent): a stop, never
+        // a relaunch or a retry.
+        this.attemptFailed(step, { kind: "stopped", message: "stopped" });
+        return;
+      }
       if (failure.kind === "lost" && wasLaunching) {
-        if (attempt.killReason === "stop") {
-          // Killed before it started (StopStep, StopRun): a stop, never a new launch.
-          this.attemptFailed(step, { kind: "stopped", message: "stopped" });
-          return;
-        }
         const relaunches = (this.relaunches.get(step) ?? 0) + 1;
         if (!attempt.killReason && relaunches <= MAX_RELAUNCHES) {
           // Never started (core died between recording the launch and making it): try again
@@ -2555,7 +2578,7 @@ export class Engine {
     if (isTerminalStep(step.status)) return;
     const a = step.attempt;
     if (ACTIVE_STEP.has(step.status) && a && a.endedAt === null && step.node.kind === "task") {
-      a.killReason = "stop";
+      this.recordKillReason(a, "stop");
       if (a.kind === "inline") a.abort?.abort();
       else {
         const backend = this.opts.backend;
@@ -3330,6 +3353,8 @@ export class Engine {
         attempt.agentId = a.agent_id;
         attempt.startedAt = a.started_at === null ? null : Number(a.started_at);
         attempt.reportSeq = Number(a.report_seq);
+        attempt.message = a.message;
+        attempt.killReason = killReasonOf(a.message);
         step.attempt = attempt;
         if (kind === "task") this.tasks.set(attempt.taskId, attempt);
       }
@@ -3495,6 +3520,19 @@ export class Engine {
     if (!a) {
       // Launch intent without an attempt row cannot happen (same transaction); start over.
       this.startAttempt(step);
+      return;
+    }
+    if (a.kind === "inline" && a.killReason) {
+      // Stopped or timed out before the crash: that is how it ended, not lost.
+      const timeout = a.killReason === "timeout";
+      a.status = timeout
+        ? AttemptStatus.ATTEMPT_STATUS_TIMED_OUT
+        : AttemptStatus.ATTEMPT_STATUS_STOPPED;
+      a.endedAt = this.now();
+      a.message = timeout ? "timed out" : "stopped";
+      this.journal.attempt(a);
+      this.releaseTypeSlot(step);
+      this.attemptFailed(step, { kind: timeout ? "timeout" : "stopped", message: a.message });
       return;
     }
     if (a.kind === "inline") {
