@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { type Run, RunStatus, StepStatus } from "@kaon/proto";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFINITION_CACHE_SIZE, type DefinitionSource } from "../../core/src/engine/engine.js";
 import { createLogger } from "../../core/src/log.js";
 import type { StepTypeRegistry } from "../../core/src/steps/registry.js";
 import { type EngineKaon, startEngineKaon } from "./support/harness.js";
@@ -614,4 +615,33 @@ describe("engine review fixes, round 2", () => {
       await second.stop();
     }
   }, 60_000);
+
+  it("L1: the definition cache keeps at most DEFINITION_CACHE_SIZE versions", async () => {
+    // Many deployed versions over a long-lived server: every one a run used stayed cached.
+    const engine = k.engine as unknown as {
+      opts: { definitions: DefinitionSource };
+      definitionCache: Map<string, unknown>;
+      loadDefinition(id: string, selector: number): Promise<unknown>;
+    };
+    const real = engine.opts.definitions;
+    engine.opts.definitions = {
+      load: async (workflowId, selector) => ({
+        version: selector,
+        namespace: "default",
+        definition: { id: workflowId } as never,
+      }),
+    };
+    try {
+      for (let v = 1; v <= DEFINITION_CACHE_SIZE + 200; v++) await engine.loadDefinition("many", v);
+      expect(engine.definitionCache.size).toBe(DEFINITION_CACHE_SIZE);
+      // Least recently used goes first: 201 (the oldest) was used again, so 202 goes.
+      await engine.loadDefinition("many", 201);
+      await engine.loadDefinition("many", 10_000);
+      expect(engine.definitionCache.has("many@201")).toBe(true);
+      expect(engine.definitionCache.has("many@202")).toBe(false);
+      expect(engine.definitionCache.size).toBe(DEFINITION_CACHE_SIZE);
+    } finally {
+      engine.opts.definitions = real;
+    }
+  });
 });

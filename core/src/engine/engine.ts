@@ -141,6 +141,9 @@ function killReasonOf(message: string): "stop" | "timeout" | undefined {
   return undefined;
 }
 
+/** Workflow versions whose parsed definitions are kept (least recently used evicted). */
+export const DEFINITION_CACHE_SIZE = 500;
+
 /** Times a task the backend lost before it started is launched again for free. */
 const MAX_RELAUNCHES = 3;
 
@@ -503,8 +506,17 @@ export class Engine {
     if (!found) return undefined;
     const key = `${workflowId}@${found.version}`;
     const cached = this.definitionCache.get(key);
-    if (cached) return { ...found, definition: cached };
+    if (cached) {
+      // Most recently used last: the first key is the one to evict.
+      this.definitionCache.delete(key);
+      this.definitionCache.set(key, cached);
+      return { ...found, definition: cached };
+    }
     this.definitionCache.set(key, found.definition);
+    if (this.definitionCache.size > DEFINITION_CACHE_SIZE) {
+      const oldest = this.definitionCache.keys().next().value;
+      if (oldest !== undefined) this.definitionCache.delete(oldest);
+    }
     return found;
   }
 
