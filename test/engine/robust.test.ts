@@ -644,4 +644,48 @@ describe("engine review fixes, round 2", () => {
       engine.opts.definitions = real;
     }
   });
+
+  it("L2: a child run recovery cannot rebuild is failed, and its parent step fails naming it", async () => {
+    const first = await startEngineKaon();
+    const dataDir = first.dataDir;
+    await first.deploy({
+      id: "robust-l2-child",
+      steps: [{ id: "w", type: "command", config: { shell: "sleep 1" } }],
+    });
+    await first.deploy({
+      id: "robust-l2",
+      steps: [{ id: "sub", type: "subworkflow", subworkflow: { workflowId: "robust-l2-child" } }],
+    });
+    const { run } = await first.runs.startRun({ workflowId: "robust-l2" });
+    const runId = (run as Run).id;
+    let childId = "";
+    for (const deadline = Date.now() + 10_000; !childId && Date.now() < deadline; ) {
+      await first.engine.flushed();
+      const row = await first.db("step_instances").where({ run_id: runId, path: "sub" }).first();
+      childId = (JSON.parse(row?.state_json ?? "{}") as { c?: string }).c ?? "";
+    }
+    expect(childId).not.toBe("");
+    await first.stop({ keepDataDir: true });
+    {
+      // The child's workflow version disappears while core is down.
+      const { openDatabase } = await import("../../core/src/store/db.js");
+      const db = await openDatabase({ url: `sqlite:${join(dataDir, "kaon.db")}` });
+      expect(await db("workflow_versions").where({ workflow_id: "robust-l2-child" }).delete()).toBe(
+        1,
+      );
+      await db.destroy();
+    }
+    const second = await startEngineKaon({ dataDir });
+    try {
+      const { run: done } = await second.watch(runId, 15_000);
+      expect(done.status).toBe(RunStatus.RUN_STATUS_FAILED);
+      const child = (await second.runs.getRun({ runId: childId })).run;
+      expect(child?.status).toBe(RunStatus.RUN_STATUS_FAILED);
+      expect(child?.message).toContain("no longer exists");
+      const sub = await second.runs.getStep({ runId, path: "sub" });
+      expect(sub.step?.reason).toContain(`run ${childId} failed: cannot be recovered`);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

@@ -48,7 +48,7 @@ import type {
 } from "../steps/step-type.js";
 import type { Db } from "../store/db.js";
 import { type BatchWriter, createBatchWriter } from "../store/runs/batch-writer.js";
-import { EventKind } from "../store/runs/rows.js";
+import { EventKind, emptyBatch, RUN_COLUMNS, type RunRow } from "../store/runs/rows.js";
 import {
   type AttemptRecordRow,
   partitionKey,
@@ -3204,6 +3204,10 @@ export class Engine {
         const found = await this.loadDefinition(row.workflow_id, row.version);
         if (!found) {
           this.log.error("cannot recover run: its workflow version is gone", { runId: row.id });
+          await this.failUnrecoverable(
+            row,
+            `cannot be recovered: workflow '${row.workflow_id}' version ${row.version} no longer exists`,
+          );
           continue;
         }
         const graph = compileWorkflow(found.definition);
@@ -3218,9 +3222,45 @@ export class Engine {
         this.resume(run);
       } catch (err) {
         this.log.error("cannot recover run", { runId: row.id, error: (err as Error).message });
+        await this.failUnrecoverable(row, `cannot be recovered: ${(err as Error).message}`).catch(
+          (e: Error) => this.log.error("cannot fail run", { runId: row.id, error: e.message }),
+        );
       }
     }
+    // Parents of children that could not be recovered (failed above) learn it now.
+    for (const childId of [...this.childWaiters.keys()]) {
+      if (!this.runs.has(childId))
+        this.background(this.childEnded(childId), `re-attaching to run ${childId}`);
+    }
     if (rows.length > 0) this.log.info("recovered runs", { count: rows.length });
+  }
+
+  /**
+   * Ends a run recovery cannot rebuild as FAILED, with its event, in one transaction: left
+   * RUNNING it would look alive for ever, and a parent subworkflow step would wait for it.
+   */
+  private async failUnrecoverable(row: RunRecordRow, message: string): Promise<void> {
+    const now = this.now();
+    const seq = (await this.queries.maxSeq(row.id)) + 1;
+    const failed: Record<string, unknown> = {
+      ...row,
+      status: RunStatus.RUN_STATUS_FAILED,
+      message,
+      ended_at: now,
+    };
+    const batch = emptyBatch();
+    batch.runs.push(RUN_COLUMNS.map((c) => failed[c]) as RunRow);
+    batch.events.push([
+      row.id,
+      seq,
+      now,
+      "",
+      EventKind.runStatus,
+      RunStatus.RUN_STATUS_FAILED,
+      message,
+      null,
+    ]);
+    await this.writer.write(batch);
   }
 
   /** RETRYING steps wait out their backoff from their last attempt's end, not from recovery. */
