@@ -688,4 +688,34 @@ describe("engine review fixes, round 2", () => {
       await second.stop();
     }
   }, 60_000);
+
+  it("S8: a container's own timeout stops it and ends it TIMED_OUT (foreach, loop, subworkflow)", async () => {
+    const slow = [{ id: "w", type: "command", config: { shell: "sleep 30" } }];
+    await k.deploy({ id: "robust-s8-child", steps: slow });
+    await k.deploy({
+      id: "robust-s8",
+      steps: [
+        {
+          id: "fe",
+          type: "foreach",
+          timeout: "1s",
+          foreach: { axes: [{ values: [1, 2] }], body: slow },
+        },
+        { id: "lp", type: "loop", timeout: "1s", loop: { maxIterations: 3, body: slow } },
+        {
+          id: "sub",
+          type: "subworkflow",
+          timeout: "1s",
+          subworkflow: { workflowId: "robust-s8-child" },
+        },
+      ],
+    });
+    const { run } = await k.run("robust-s8", {}, 20_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    for (const path of ["fe", "lp", "sub"]) {
+      const got = (await k.runs.getStep({ runId: run.id, path })).step;
+      expect(got?.status, path).toBe(StepStatus.STEP_STATUS_TIMED_OUT);
+      expect(got?.reason, path).toBe("timed out after 1s");
+    }
+  }, 30_000);
 });

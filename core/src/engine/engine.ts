@@ -1933,8 +1933,14 @@ export class Engine {
   // -------------------------------------------------------------------------------------
   // Finishing steps: split evaluation and arrival propagation
 
-  private finishStep(step: StepState, status: StepStatus, reason: string): void {
+  private finishStep(step: StepState, stopStatus: StepStatus, stopReason: string): void {
     if (isTerminalStep(step.status)) return;
+    // A container stopped by its own timeout ends TIMED_OUT (a failure), not STOPPED.
+    const timedOut = step.book.x && stopStatus === StepStatus.STEP_STATUS_STOPPED;
+    const status = timedOut ? StepStatus.STEP_STATUS_TIMED_OUT : stopStatus;
+    const reason = timedOut
+      ? `timed out after ${durationMs(step.node.step.timeout) / 1000}s`
+      : stopReason;
     const scope = step.scope;
     const run = scope.run;
     if (step.timer) {
@@ -2098,6 +2104,7 @@ export class Engine {
     step.container = state;
     step.startedAt ??= this.now();
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, `${total} iterations`);
+    this.armContainerTimeout(step);
     this.materialize(step, state);
   }
 
@@ -2260,7 +2267,30 @@ export class Engine {
     step.container = state;
     step.startedAt ??= this.now();
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, "iteration 0");
+    this.armContainerTimeout(step);
     this.startLoopIteration(step, state, 0);
+  }
+
+  /**
+   * A container's own `timeout` (foreach, loop, subworkflow), from when it started: when it
+   * fires the container is stopped like StopStep does and ends TIMED_OUT. Task attempts have
+   * theirs in armStepTimeout. Uses `step.timer`, which containers do not otherwise use.
+   */
+  private armContainerTimeout(step: StepState): void {
+    const ms = durationMs(step.node.step.timeout);
+    if (ms <= 0 || step.timer) return;
+    const started = step.startedAt ?? this.now();
+    step.timer = setTimeout(
+      () => {
+        step.timer = undefined;
+        if (step.status !== StepStatus.STEP_STATUS_RUNNING) return;
+        step.book = { ...step.book, x: 1 };
+        this.journal.step(step);
+        this.stopStepInternal(step, `timed out after ${ms / 1000}s`);
+      },
+      Math.max(0, started + ms - this.now()),
+    );
+    step.timer.unref?.();
   }
 
   private startLoopIteration(step: StepState, state: LoopState, n: number): void {
@@ -2417,6 +2447,7 @@ export class Engine {
     if (!resumed || step.attemptCount === 0) step.attemptCount += 1;
     const number = step.attemptCount;
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, `starting workflow '${sub.workflowId}'`);
+    this.armContainerTimeout(step);
     const started = this.startRun({
       workflowId: sub.workflowId,
       version: sub.version || 0,
@@ -3553,6 +3584,7 @@ export class Engine {
 
   private resumeActive(step: StepState): void {
     const c = step.container;
+    if (c || step.node.kind === "subworkflow") this.armContainerTimeout(step);
     if (c?.kind === "foreach") {
       for (const s of [...c.live.values()]) this.resumeScope(s);
       if (!isTerminalStep(step.status)) this.materialize(step, c);

@@ -40,6 +40,8 @@ export interface StepBook {
   i?: 1;
   /** Foreach: StopStep stopped it; no further iterations are materialised. */
   h?: 1;
+  /** Container: its step timeout fired; it is being stopped and ends TIMED_OUT. */
+  x?: 1;
 }
 
 export class RunState {
