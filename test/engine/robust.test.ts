@@ -2,6 +2,7 @@
 // drives the real server (gRPC, engine, SQLite, the local agent) into the situation the
 // finding describes and checks the outcome a user sees.
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { type Run, RunStatus, StepStatus } from "@kaon/proto";
 import { Status } from "nice-grpc";
@@ -718,4 +719,54 @@ describe("engine review fixes, round 2", () => {
       expect(got?.reason, path).toBe("timed out after 1s");
     }
   }, 30_000);
+
+  it("S4: an inline attempt lost to a restart of core does not spend a retry", async () => {
+    // An HTTP service under the test's control: the first call hangs (core restarts under
+    // it), the second fails, the third succeeds.
+    const calls: Array<(status: number) => void> = [];
+    let callArrived: () => void = () => {};
+    const firstCall = new Promise<void>((r) => {
+      callArrived = r;
+    });
+    const server = createServer((_req, res) => {
+      const n = calls.length + 1;
+      calls.push((status) => res.writeHead(status).end("{}"));
+      if (n === 1) callArrived();
+      else (calls[n - 1] as (s: number) => void)(n === 2 ? 500 : 200);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    const first = await startEngineKaon();
+    const dataDir = first.dataDir;
+    let second: EngineKaon | undefined;
+    try {
+      await first.deploy({
+        id: "robust-s4",
+        steps: [
+          {
+            id: "h",
+            type: "http",
+            config: { url: `http://127.0.0.1:${port}/` },
+            retry: { maxAttempts: 2, initialBackoff: "0.05s" },
+          },
+        ],
+      });
+      const { run } = await first.runs.startRun({ workflowId: "robust-s4" });
+      const runId = (run as Run).id;
+      await firstCall;
+      await first.engine.flushed();
+      await first.stop({ keepDataDir: true });
+      second = await startEngineKaon({ dataDir });
+      const { run: done } = await second.watch(runId, 20_000);
+      // Attempt 1 was lost with core; attempts 2 (failed) and 3 (succeeded) are the two tries
+      // max_attempts allows.
+      expect(done.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      const h = await second.runs.getStep({ runId, path: "h" });
+      expect(h.attempts.map((a) => a.number)).toEqual([1, 2, 3]);
+    } finally {
+      await second?.stop();
+      server.closeAllConnections();
+      server.close();
+    }
+  }, 60_000);
 });

@@ -384,6 +384,12 @@ export class Engine {
     this.journal.attempt(attempt);
   }
 
+  /** The attempt just lost was not the step's fault: it does not count against max_attempts. */
+  private attemptNotCounted(step: StepState): void {
+    step.book = { ...step.book, f: (step.book.f ?? 0) + 1 };
+    this.journal.step(step);
+  }
+
   private clearTimers(): void {
     for (const run of this.runs.values()) {
       if (run.timeoutTimer) clearTimeout(run.timeoutTimer);
@@ -1276,6 +1282,9 @@ export class Engine {
   private inlineDone(attempt: AttemptState, result: EndResult): void {
     const step = attempt.step;
     if (step.attempt !== attempt || attempt.endedAt !== null) return;
+    // Shutting down aborts inline work: that is not its outcome. Recovery records the attempt
+    // LOST (not counted) and runs it again.
+    if (this.stopped) return;
     if (attempt.timeoutTimer) clearTimeout(attempt.timeoutTimer);
     attempt.endedAt = this.now();
     attempt.abort = undefined;
@@ -1708,6 +1717,7 @@ export class Engine {
           // without spending a retry — a few times, not for ever if the backend keeps losing it.
           this.relaunches.set(step, relaunches);
           step.attemptCount = attempt.number;
+          this.attemptNotCounted(step);
           this.retryNow(step, "the launch was interrupted; launching again");
           return;
         }
@@ -1828,7 +1838,7 @@ export class Engine {
     const policy = step.node.step.retry;
     if (!policy) return false;
     const max = Math.max(1, policy.maxAttempts || 1);
-    if (step.attemptCount >= max) return false;
+    if (step.attemptCount - (step.book.f ?? 0) >= max) return false;
     if (failure.kind === "stopped") return false;
     const on = policy.retryOn;
     const kind =
@@ -3625,6 +3635,7 @@ export class Engine {
       a.endedAt = this.now();
       a.message = "core restarted while it ran";
       this.journal.attempt(a);
+      this.attemptNotCounted(step);
       this.releaseTypeSlot(step);
       step.attempt = undefined;
       this.startAttempt(step);

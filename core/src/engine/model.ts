@@ -42,6 +42,8 @@ export interface StepBook {
   h?: 1;
   /** Container: its step timeout fired; it is being stopped and ends TIMED_OUT. */
   x?: 1;
+  /** Attempts that do not count against max_attempts (lost to a crash of core, lost launches). */
+  f?: number;
 }
 
 export class RunState {
