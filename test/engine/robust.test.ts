@@ -769,4 +769,31 @@ describe("engine review fixes, round 2", () => {
       server.close();
     }
   }, 60_000);
+
+  it("L3: an attempt whose end the backend never reports is reconciled, not waited on for ever", async () => {
+    const k3 = await startEngineKaon({ reconcileIntervalMs: 300 });
+    const backend = k3.backend as unknown as {
+      launch(offerIds: string[], tasks: Array<{ taskId: string }>): void;
+      decline(offerIds: string[], refuseSeconds: number): void;
+    };
+    const launched: string[] = [];
+    // The launch vanishes on its way (no agent got it) and nobody ever reports on it.
+    backend.launch = (offers, tasks) => {
+      backend.decline(offers, 0);
+      for (const t of tasks) launched.push(t.taskId);
+    };
+    try {
+      await k3.deploy({
+        id: "robust-l3",
+        steps: [{ id: "t", type: "command", config: { shell: "true" } }],
+      });
+      const { run } = await k3.run("robust-l3", {}, 20_000);
+      expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+      const t = await k3.runs.getStep({ runId: run.id, path: "t" });
+      expect(t.step?.reason).toContain("unknown to the local backend");
+      expect(launched).toHaveLength(4);
+    } finally {
+      await k3.stop();
+    }
+  }, 30_000);
 });

@@ -130,6 +130,12 @@ export interface EngineOptions {
    * from what was committed (docs/decisions/0007-journal-failure-exits.md).
    */
   onFatal?: (err: Error) => void;
+  /**
+   * How often attempts in flight longer than this are reconciled with the backend, so one
+   * whose end was never reported (an agent that vanished silently) is not waited on for ever.
+   * Default 5 minutes; 0 disables.
+   */
+  reconcileIntervalMs?: number;
 }
 
 /** Messages of attempts being killed; recovery reads the kill reason back from them. */
@@ -290,6 +296,7 @@ export class Engine {
   private readonly relaunches = new WeakMap<StepState, number>();
   private started = false;
   private stopped = false;
+  private reconcileTimer: NodeJS.Timeout | undefined;
   /** Hooks called after an artifact announcement commits (artifact triggers). */
   readonly artifactListeners: Array<
     (a: {
@@ -346,6 +353,11 @@ export class Engine {
     if (inFlight.length > 0) this.opts.backend.reconcile(inFlight);
     // Kills recorded before a crash may never have been sent: send them (again).
     for (const a of this.tasks.values()) if (a.killReason) this.opts.backend.kill(a.taskId);
+    const every = this.opts.reconcileIntervalMs ?? 300_000;
+    if (every > 0) {
+      this.reconcileTimer = setInterval(() => this.reconcileStale(every), every);
+      this.reconcileTimer.unref?.();
+    }
   }
 
   /**
@@ -400,10 +412,24 @@ export class Engine {
     }
   }
 
+  /**
+   * Asks the backend about attempts in flight for longer than `age` (their launch was sent long
+   * ago): a task it no longer knows comes back LOST, one that ended comes back with its end.
+   */
+  private reconcileStale(age: number): void {
+    if (this.stopped || this.journal.failed) return;
+    const before = this.now() - age;
+    const stale = [...this.tasks.values()]
+      .filter((a) => a.startedAt !== null && a.startedAt < before)
+      .map((a) => ({ taskId: a.taskId, agentId: a.agentId }));
+    if (stale.length > 0) this.opts.backend.reconcile(stale);
+  }
+
   /** Flushes pending writes, cancels timers and disconnects the backend (tasks keep running). */
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     await this.journal?.drain();
     for (const run of this.runs.values()) {
       if (run.timeoutTimer) clearTimeout(run.timeoutTimer);

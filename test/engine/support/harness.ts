@@ -61,6 +61,7 @@ export interface StartOptions {
   onFatal?: (err: Error) => void;
   /** The engine's logger; default silent. */
   log?: Logger;
+  reconcileIntervalMs?: number;
 }
 
 export async function startEngineKaon(options: StartOptions = {}): Promise<EngineKaon> {
@@ -90,6 +91,7 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
     endpoint: () => grpcAddress,
     ...(options.onFatal ? { onFatal: options.onFatal } : {}),
     ...(options.log ? { log: options.log } : {}),
+    ...(options.reconcileIntervalMs ? { reconcileIntervalMs: options.reconcileIntervalMs } : {}),
   });
   stepTokens.isAttemptLive = (id) => engine.isAttemptLive(id);
   await engine.start();
