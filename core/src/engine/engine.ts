@@ -370,6 +370,9 @@ export class Engine {
       error: cause.message,
     });
     this.clearTimers();
+    // After shutdown (a late call's write against a closed database) the process is ending
+    // anyway and the next start recovers: no need to exit with an error.
+    if (this.stopped) return;
     (this.opts.onFatal ?? exitForRecovery)(this.journal.failed ?? cause);
   }
 
