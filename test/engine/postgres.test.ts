@@ -118,4 +118,38 @@ describe("engine on PostgreSQL", () => {
     });
     expect(art.artifact?.producerPath).toBe("b");
   });
+
+  it("restarting a foreach replaces its iteration rows (deleted in the journal's transaction)", async () => {
+    await k.deploy({
+      id: "pg_restart_fe",
+      steps: [
+        {
+          id: "fe",
+          type: "foreach",
+          foreach: { axes: [{ values: [0, 1, 2] }], body: [{ id: "w", type: "noop" }] },
+        },
+      ],
+    });
+    const first = await k.run("pg_restart_fe");
+    expect(first.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    await k.runs.restartRun({
+      runId: first.run.id,
+      from: RestartFrom.RESTART_FROM_BEGINNING,
+      stepId: "",
+      params: {},
+      requestId: "",
+    });
+    const { run } = await k.watch(first.run.id);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    const listed = await k.runs.listSteps({
+      runId: run.id,
+      statuses: [],
+      pathPrefix: "",
+      pageSize: 10,
+      pageToken: "",
+    });
+    expect(listed.steps.map((s) => s.path)).toEqual(["fe", "fe[0]/w", "fe[1]/w", "fe[2]/w"]);
+    const w = await k.runs.getStep({ runId: run.id, path: "fe[1]/w" });
+    expect(w.attempts.map((a) => a.number)).toEqual([1, 2]);
+  });
 });

@@ -107,7 +107,7 @@ export function createArtifactService(options: {
 
     async listArtifacts(req) {
       const limit = pageSize(req.pageSize);
-      const after = decodePageToken<{ id: number }>(req.pageToken);
+      const after = decodePageToken<{ id: number }>(req.pageToken, "page_token", { id: "number" });
       const rows = await q.listArtifacts({
         ...(req.name ? { name: req.name } : {}),
         ...(req.namespace ? { namespace: req.namespace } : {}),

@@ -37,6 +37,8 @@ export function toApiError(err: unknown): unknown {
       return new ServerError(Status.FAILED_PRECONDITION, err.message);
     case "PERMISSION_DENIED":
       return new ServerError(Status.PERMISSION_DENIED, err.message);
+    case "UNAVAILABLE":
+      return new ServerError(Status.UNAVAILABLE, err.message);
     default:
       return err;
   }
@@ -55,10 +57,30 @@ export function encodePageToken(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString("base64url");
 }
 
-export function decodePageToken<T>(token: string, field = "page_token"): T | undefined {
+/**
+ * Decodes a token made by encodePageToken. A token is an object of strings and finite numbers;
+ * with `shape`, each named field must be there with that type. Anything else (garbage, a crafted
+ * token of the wrong shape that would reach the query as an undefined binding) is the same
+ * INVALID_ARGUMENT.
+ */
+export function decodePageToken<T>(
+  token: string,
+  field = "page_token",
+  shape?: Record<string, "string" | "number">,
+): T | undefined {
   if (!token) return undefined;
   try {
-    return JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as T;
+    const value: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error();
+    const fields = value as Record<string, unknown>;
+    for (const v of Object.values(fields)) {
+      if (typeof v !== "string" && !(typeof v === "number" && Number.isFinite(v)))
+        throw new Error();
+    }
+    for (const [name, type] of Object.entries(shape ?? {})) {
+      if (typeof fields[name] !== type) throw new Error();
+    }
+    return value as T;
   } catch {
     throw new InvalidArgumentError(`invalid ${field}`, [
       {
@@ -164,7 +186,10 @@ export function createRunService(
 
     async listRuns(req) {
       const limit = pageSize(req.pageSize);
-      const after = decodePageToken<{ c: number; i: string }>(req.pageToken);
+      const after = decodePageToken<{ c: number; i: string }>(req.pageToken, "page_token", {
+        c: "number",
+        i: "string",
+      });
       const rows = await q.listRuns({
         ...(req.workflowId ? { workflowId: req.workflowId } : {}),
         ...(req.namespace ? { namespace: req.namespace } : {}),
@@ -246,7 +271,7 @@ export function createRunService(
       const run = await getRun(req.runId);
       if (!TERMINAL_RUN.has(run.status)) {
         engine.stopRun(req.runId, req.reason || "stopped by request");
-        await engine.flushed();
+        await engineCall(() => engine.flushed());
       }
       return { run: await getRun(req.runId) };
     },
@@ -267,7 +292,8 @@ export function createRunService(
       await engineCall(() =>
         engine.restartRun({ runId: req.runId, from, stepId: req.stepId, params: req.params }),
       );
-      if (req.requestId) await engine.recordRequest(`restart:${req.runId}:${req.requestId}`, "{}");
+      if (req.requestId)
+        await engineCall(() => engine.recordRequest(`restart:${req.runId}:${req.requestId}`, "{}"));
       return { run: await getRun(req.runId) };
     },
 
@@ -340,7 +366,7 @@ export function createRunService(
     async listSteps(req) {
       requireField(req.runId, "run_id", "run id");
       const limit = pageSize(req.pageSize);
-      const after = decodePageToken<{ k: string }>(req.pageToken);
+      const after = decodePageToken<{ k: string }>(req.pageToken, "page_token", { k: "string" });
       const rows = await q.listSteps({
         runId: req.runId,
         ...(req.statuses.length > 0 ? { statuses: req.statuses } : {}),
@@ -363,7 +389,7 @@ export function createRunService(
       requireField(req.runId, "run_id", "run id");
       requireField(req.path, "path", "step instance path");
       await getStep(req.runId, req.path);
-      if (engine.stopStep(req.runId, req.path)) await engine.flushed();
+      if (engine.stopStep(req.runId, req.path)) await engineCall(() => engine.flushed());
       return { step: await getStep(req.runId, req.path) };
     },
 

@@ -48,7 +48,7 @@ import type {
 } from "../steps/step-type.js";
 import type { Db } from "../store/db.js";
 import { type BatchWriter, createBatchWriter } from "../store/runs/batch-writer.js";
-import { EventKind } from "../store/runs/rows.js";
+import { EventKind, emptyBatch, RUN_COLUMNS, type RunRow } from "../store/runs/rows.js";
 import {
   type AttemptRecordRow,
   partitionKey,
@@ -124,11 +124,59 @@ export interface EngineOptions {
   log?: Logger;
   /** Live foreach iterations when the foreach has no concurrency limit. Default 1000. */
   materializeWindow?: number;
+  /**
+   * Called once when a journal write fails (the engine already refuses work with the cause).
+   * Default: exit the process with code 75 so a supervisor restarts it and recovery rebuilds
+   * from what was committed (docs/decisions/0007-journal-failure-exits.md).
+   */
+  onFatal?: (err: Error) => void;
+  /**
+   * How often attempts in flight longer than this are reconciled with the backend, so one
+   * whose end was never reported (an agent that vanished silently) is not waited on for ever.
+   * Default 5 minutes; 0 disables.
+   */
+  reconcileIntervalMs?: number;
+}
+
+/** Messages of attempts being killed; recovery reads the kill reason back from them. */
+const KILL_MESSAGES = { stop: "stop requested", timeout: "timed out; being killed" } as const;
+
+function killReasonOf(message: string): "stop" | "timeout" | undefined {
+  if (message === KILL_MESSAGES.stop) return "stop";
+  if (message === KILL_MESSAGES.timeout) return "timeout";
+  return undefined;
+}
+
+/** Workflow versions whose parsed definitions are kept (least recently used evicted). */
+export const DEFINITION_CACHE_SIZE = 500;
+
+/** Times a task the backend lost before it started is launched again for free. */
+const MAX_RELAUNCHES = 3;
+
+/** Runs in a chain of subworkflows (the top-level run counts as one). */
+const MAX_SUBWORKFLOW_DEPTH = 16;
+
+/** Exit code of a server that stopped because its database write failed (EX_TEMPFAIL). */
+export const EXIT_JOURNAL_FAILURE = 75;
+
+function exitForRecovery(err: Error): void {
+  // Logs may go to a file (the demo's embedded server): the cause goes to stderr as well.
+  process.stderr.write(
+    `kaon: ${err.message}\nkaon: exiting with code ${EXIT_JOURNAL_FAILURE}; start the server again to continue from what was committed\n`,
+  );
+  process.exitCode = EXIT_JOURNAL_FAILURE;
+  // A moment for in-flight calls to receive their UNAVAILABLE answer.
+  setTimeout(() => process.exit(EXIT_JOURNAL_FAILURE), 500);
 }
 
 export class EngineError extends Error {
   constructor(
-    readonly code: "NOT_FOUND" | "FAILED_PRECONDITION" | "INVALID_ARGUMENT" | "PERMISSION_DENIED",
+    readonly code:
+      | "NOT_FOUND"
+      | "FAILED_PRECONDITION"
+      | "INVALID_ARGUMENT"
+      | "PERMISSION_DENIED"
+      | "UNAVAILABLE",
     message: string,
     readonly violations: Array<{ field: string; description: string; hint: string }> = [],
   ) {
@@ -240,8 +288,15 @@ export class Engine {
   /** Runs a Restart or RetryStep is bringing back (between its first read and its rebuild). */
   private readonly reopening = new Set<string>();
   private readonly definitionCache = new Map<string, WorkflowDefinition>();
+  /** Loops starting an iteration now, with the next iteration a nested call asked for. */
+  private readonly loopStarting = new Map<StepState, number | null>();
+  /** Recovered RETRYING steps: when their last attempt ended (the backoff counts from it). */
+  private readonly retryFrom = new WeakMap<StepState, number>();
+  /** Launches redone without spending a retry (LOST before starting), per step instance. */
+  private readonly relaunches = new WeakMap<StepState, number>();
   private started = false;
   private stopped = false;
+  private reconcileTimer: NodeJS.Timeout | undefined;
   /** Hooks called after an artifact announcement commits (artifact triggers). */
   readonly artifactListeners: Array<
     (a: {
@@ -273,10 +328,14 @@ export class Engine {
     this.journal = new Journal(this.writer, this.notifier);
     this.journal.beforeFlush = () => this.placeTasks();
     this.journal.onError = (err) => {
-      this.log.error("journal write failed; the engine stops accepting work", {
-        error: err.message,
-      });
+      this.log.error("an action after a commit failed", { error: err.message });
     };
+    this.journal.describeFailure = (cause) =>
+      new EngineError(
+        "UNAVAILABLE",
+        `the server could not write to its database (${cause.message}); it refuses work until it is restarted and recovers what was committed`,
+      );
+    this.journal.onFailure = (cause) => this.journalFailed(cause);
     await this.quotas.load();
     await this.recover();
     await this.opts.backend.start({
@@ -292,12 +351,88 @@ export class Engine {
       agentId: a.agentId,
     }));
     if (inFlight.length > 0) this.opts.backend.reconcile(inFlight);
+    // Kills recorded before a crash may never have been sent: send them (again).
+    for (const a of this.tasks.values()) if (a.killReason) this.opts.backend.kill(a.taskId);
+    const every = this.opts.reconcileIntervalMs ?? 300_000;
+    if (every > 0) {
+      this.reconcileTimer = setInterval(() => this.reconcileStale(every), every);
+      this.reconcileTimer.unref?.();
+    }
+  }
+
+  /**
+   * A journal write failed: memory is ahead of the database. Work is refused (assertRunning,
+   * committed() waiters are rejected by the journal), timers stop, and `onFatal` (by default:
+   * exit, so the server restarts and recovers) rebuilds from what was committed.
+   */
+  private journalFailed(cause: Error): void {
+    this.log.error("journal write failed: the engine refuses work until restarted", {
+      error: cause.message,
+    });
+    this.clearTimers();
+    // After shutdown (a late call's write against a closed database) the process is ending
+    // anyway and the next start recovers: no need to exit with an error.
+    if (this.stopped) return;
+    (this.opts.onFatal ?? exitForRecovery)(this.journal.failed ?? cause);
+  }
+
+  /**
+   * Runs a promise nobody awaits. Its rejection (a query failing while the database is down, a
+   * transition throwing in a callback) is logged: left unhandled it would end the process.
+   */
+  private background(promise: Promise<unknown>, what: string): void {
+    promise.catch((err: unknown) => {
+      this.log.error(`${what} failed`, {
+        error: err instanceof Error ? err.message : String(err),
+      });
+    });
+  }
+
+  /**
+   * Why an attempt is being killed, on its row (message) in the commit the kill follows: after a
+   * crash the recovered attempt still knows that its KILLED end is a stop or a timeout, not a
+   * failure to retry.
+   */
+  private recordKillReason(attempt: AttemptState, reason: "stop" | "timeout"): void {
+    attempt.killReason = reason;
+    attempt.message = KILL_MESSAGES[reason];
+    this.journal.attempt(attempt);
+  }
+
+  /** The attempt just lost was not the step's fault: it does not count against max_attempts. */
+  private attemptNotCounted(step: StepState): void {
+    step.book = { ...step.book, f: (step.book.f ?? 0) + 1 };
+    this.journal.step(step);
+  }
+
+  private clearTimers(): void {
+    for (const run of this.runs.values()) {
+      if (run.timeoutTimer) clearTimeout(run.timeoutTimer);
+      for (const step of run.byPath.values()) {
+        if (step.timer) clearTimeout(step.timer);
+        if (step.attempt?.timeoutTimer) clearTimeout(step.attempt.timeoutTimer);
+      }
+    }
+  }
+
+  /**
+   * Asks the backend about attempts in flight for longer than `age` (their launch was sent long
+   * ago): a task it no longer knows comes back LOST, one that ended comes back with its end.
+   */
+  private reconcileStale(age: number): void {
+    if (this.stopped || this.journal.failed) return;
+    const before = this.now() - age;
+    const stale = [...this.tasks.values()]
+      .filter((a) => a.startedAt !== null && a.startedAt < before)
+      .map((a) => ({ taskId: a.taskId, agentId: a.agentId }));
+    if (stale.length > 0) this.opts.backend.reconcile(stale);
   }
 
   /** Flushes pending writes, cancels timers and disconnects the backend (tasks keep running). */
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     await this.journal?.drain();
     for (const run of this.runs.values()) {
       if (run.timeoutTimer) clearTimeout(run.timeoutTimer);
@@ -406,8 +541,17 @@ export class Engine {
     if (!found) return undefined;
     const key = `${workflowId}@${found.version}`;
     const cached = this.definitionCache.get(key);
-    if (cached) return { ...found, definition: cached };
+    if (cached) {
+      // Most recently used last: the first key is the one to evict.
+      this.definitionCache.delete(key);
+      this.definitionCache.set(key, cached);
+      return { ...found, definition: cached };
+    }
     this.definitionCache.set(key, found.definition);
+    if (this.definitionCache.size > DEFINITION_CACHE_SIZE) {
+      const oldest = this.definitionCache.keys().next().value;
+      if (oldest !== undefined) this.definitionCache.delete(oldest);
+    }
     return found;
   }
 
@@ -574,6 +718,8 @@ export class Engine {
   }
 
   private assertRunning(): void {
+    const failed = this.journal?.failed;
+    if (failed) throw failed;
     if (!this.started || this.stopped) throw new Error("the engine is not running");
   }
 
@@ -892,7 +1038,7 @@ export class Engine {
       return missing;
     };
     const attempt = () => {
-      check().then(
+      const checked = check().then(
         (result) => {
           if (
             step.status !== StepStatus.STEP_STATUS_WAITING_FOR_DATA &&
@@ -923,6 +1069,7 @@ export class Engine {
         },
         (err: Error) => this.failStep(step, `cannot check artifacts: ${err.message}`),
       );
+      this.background(checked, `checking the artifacts of step '${step.path}' in run ${run.id}`);
     };
     // Register before checking so an announcement racing the check still wakes the step.
     for (const i of inputs) {
@@ -1153,16 +1300,20 @@ export class Engine {
     } catch (err) {
       promise = Promise.reject(err);
     }
-    promise.then(
+    const ended = promise.then(
       (result) => this.inlineDone(attempt, result),
       (err: Error) =>
         this.inlineDone(attempt, { succeeded: false, message: err?.message ?? String(err) }),
     );
+    this.background(ended, `ending inline step '${step.path}' of run ${step.scope.run.id}`);
   }
 
   private inlineDone(attempt: AttemptState, result: EndResult): void {
     const step = attempt.step;
     if (step.attempt !== attempt || attempt.endedAt !== null) return;
+    // Shutting down aborts inline work: that is not its outcome. Recovery records the attempt
+    // LOST (not counted) and runs it again.
+    if (this.stopped) return;
     if (attempt.timeoutTimer) clearTimeout(attempt.timeoutTimer);
     attempt.endedAt = this.now();
     attempt.abort = undefined;
@@ -1196,7 +1347,7 @@ export class Engine {
       () => {
         attempt.timeoutTimer = undefined;
         if (step.attempt !== attempt || attempt.endedAt !== null) return;
-        attempt.killReason = "timeout";
+        this.recordKillReason(attempt, "timeout");
         if (attempt.kind === "inline") attempt.abort?.abort();
         else if (attempt.kind === "task")
           this.journal.afterCommit(() => this.opts.backend.kill(attempt.taskId));
@@ -1315,7 +1466,8 @@ export class Engine {
     };
     try {
       const plan = type.plan(ctx);
-      if (plan instanceof Promise) plan.then(onPlan, onPlanError);
+      if (plan instanceof Promise)
+        this.background(plan.then(onPlan, onPlanError), `planning step '${step.path}'`);
       else onPlan(plan);
     } catch (err) {
       onPlanError(err as Error);
@@ -1581,12 +1733,23 @@ export class Engine {
               : AttemptStatus.ATTEMPT_STATUS_FAILED;
       this.journal.attempt(attempt);
       this.emitAttempt(attempt);
-      if (failure.kind === "lost" && wasLaunching) {
-        // Never started (core died between recording the launch and making it): try again
-        // without spending a retry.
-        step.attemptCount = attempt.number;
-        this.retryNow(step, "the launch was interrupted; launching again");
+      if (failure.kind === "lost" && attempt.killReason === "stop") {
+        // Killed on request, then lost (before it started, or with its agent): a stop, never
+        // a relaunch or a retry.
+        this.attemptFailed(step, { kind: "stopped", message: "stopped" });
         return;
+      }
+      if (failure.kind === "lost" && wasLaunching) {
+        const relaunches = (this.relaunches.get(step) ?? 0) + 1;
+        if (!attempt.killReason && relaunches <= MAX_RELAUNCHES) {
+          // Never started (core died between recording the launch and making it): try again
+          // without spending a retry — a few times, not for ever if the backend keeps losing it.
+          this.relaunches.set(step, relaunches);
+          step.attemptCount = attempt.number;
+          this.attemptNotCounted(step);
+          this.retryNow(step, "the launch was interrupted; launching again");
+          return;
+        }
       }
       this.attemptFailed(step, failure);
     };
@@ -1601,7 +1764,11 @@ export class Engine {
             this.attemptDir(step, attempt.number),
             attempt.resources,
           );
-          Promise.resolve(type.interpretEnd(ctx, status)).then(
+          // Called inside the chain: a plugin that throws synchronously fails the attempt
+          // instead of throwing out of the backend's status callback.
+          const interpretEnd = type.interpretEnd.bind(type);
+          const interpreted = Promise.resolve().then(() => interpretEnd(ctx, status));
+          const ended = interpreted.then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
               finish(
@@ -1612,6 +1779,7 @@ export class Engine {
             },
             (err: Error) => finish(false, { kind: "error", message: err.message }, err.message),
           );
+          this.background(ended, `ending step '${step.path}' of run ${step.scope.run.id}`);
           return;
         }
         finish(true, { kind: "exit", message: "" }, "exit code 0");
@@ -1637,13 +1805,18 @@ export class Engine {
           );
           const failed = (message: string) =>
             finish(false, { kind: "exit", exitCode: status.exitCode ?? -1, message }, message);
-          Promise.resolve(type.interpretEnd(ctx, status)).then(
+          // Called inside the chain: a plugin that throws synchronously fails the attempt
+          // instead of throwing out of the backend's status callback.
+          const interpretEnd = type.interpretEnd.bind(type);
+          const interpreted = Promise.resolve().then(() => interpretEnd(ctx, status));
+          const ended = interpreted.then(
             (r) => {
               for (const [k, v] of Object.entries(r.outputs ?? {})) this.setOutput(step, k, v);
               failed(r.message ? `${msg}: ${r.message}` : msg);
             },
             () => failed(msg),
           );
+          this.background(ended, `ending step '${step.path}' of run ${step.scope.run.id}`);
           return;
         }
         finish(
@@ -1694,7 +1867,7 @@ export class Engine {
     const policy = step.node.step.retry;
     if (!policy) return false;
     const max = Math.max(1, policy.maxAttempts || 1);
-    if (step.attemptCount >= max) return false;
+    if (step.attemptCount - (step.book.f ?? 0) >= max) return false;
     if (failure.kind === "stopped") return false;
     const on = policy.retryOn;
     const kind =
@@ -1781,7 +1954,7 @@ export class Engine {
       return;
     }
     const run = step.scope.run;
-    this.announce(
+    const announced = this.announce(
       rendered.map((r) => ({
         ...r,
         namespace: run.namespace,
@@ -1793,13 +1966,20 @@ export class Engine {
     ).catch((err: Error) =>
       this.failStep(step, `cannot announce output artifacts: ${err.message}`),
     );
+    this.background(announced, `announcing the outputs of step '${step.path}' in run ${run.id}`);
   }
 
   // -------------------------------------------------------------------------------------
   // Finishing steps: split evaluation and arrival propagation
 
-  private finishStep(step: StepState, status: StepStatus, reason: string): void {
+  private finishStep(step: StepState, stopStatus: StepStatus, stopReason: string): void {
     if (isTerminalStep(step.status)) return;
+    // A container stopped by its own timeout ends TIMED_OUT (a failure), not STOPPED.
+    const timedOut = step.book.x && stopStatus === StepStatus.STEP_STATUS_STOPPED;
+    const status = timedOut ? StepStatus.STEP_STATUS_TIMED_OUT : stopStatus;
+    const reason = timedOut
+      ? `timed out after ${durationMs(step.node.step.timeout) / 1000}s`
+      : stopReason;
     const scope = step.scope;
     const run = scope.run;
     if (step.timer) {
@@ -1963,6 +2143,7 @@ export class Engine {
     step.container = state;
     step.startedAt ??= this.now();
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, `${total} iterations`);
+    this.armContainerTimeout(step);
     this.materialize(step, state);
   }
 
@@ -2125,16 +2306,54 @@ export class Engine {
     step.container = state;
     step.startedAt ??= this.now();
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, "iteration 0");
+    this.armContainerTimeout(step);
     this.startLoopIteration(step, state, 0);
   }
 
+  /**
+   * A container's own `timeout` (foreach, loop, subworkflow), from when it started: when it
+   * fires the container is stopped like StopStep does and ends TIMED_OUT. Task attempts have
+   * theirs in armStepTimeout. Uses `step.timer`, which containers do not otherwise use.
+   */
+  private armContainerTimeout(step: StepState): void {
+    const ms = durationMs(step.node.step.timeout);
+    if (ms <= 0 || step.timer) return;
+    const started = step.startedAt ?? this.now();
+    step.timer = setTimeout(
+      () => {
+        step.timer = undefined;
+        if (step.status !== StepStatus.STEP_STATUS_RUNNING) return;
+        step.book = { ...step.book, x: 1 };
+        this.journal.step(step);
+        this.stopStepInternal(step, `timed out after ${ms / 1000}s`);
+      },
+      Math.max(0, started + ms - this.now()),
+    );
+    step.timer.unref?.();
+  }
+
   private startLoopIteration(step: StepState, state: LoopState, n: number): void {
-    state.iteration = n;
-    step.loopIteration = n;
-    this.journal.step(step);
-    const scope = this.loopScope(step, n);
-    state.scope = scope;
-    this.startScope(scope);
+    // An iteration that ends synchronously (its body fails or is skipped at once) calls back
+    // in here: record the next one for the loop below instead of recursing per iteration.
+    if (this.loopStarting.has(step)) {
+      this.loopStarting.set(step, n);
+      return;
+    }
+    let next: number | null = n;
+    try {
+      while (next !== null) {
+        this.loopStarting.set(step, null);
+        state.iteration = next;
+        step.loopIteration = next;
+        this.journal.step(step);
+        const scope = this.loopScope(step, next);
+        state.scope = scope;
+        this.startScope(scope);
+        next = this.loopStarting.get(step) ?? null;
+      }
+    } finally {
+      this.loopStarting.delete(step);
+    }
   }
 
   private loopIterationDone(step: StepState, scope: Scope): void {
@@ -2197,7 +2416,52 @@ export class Engine {
   // -------------------------------------------------------------------------------------
   // Subworkflow
 
-  private startSubworkflow(step: StepState): void {
+  /**
+   * The child run's idempotency key: the same for a crash-recovered start of the same attempt
+   * (which then finds the child already committed), new for a retry or a restart.
+   */
+  private childRequestId(step: StepState, attempt: number): string {
+    const run = step.scope.run;
+    const key = `subworkflow:${run.id}/${step.path}#${run.restartCount}.${attempt}`;
+    if (key.length <= 200) return key;
+    return `subworkflow:${createHash("sha256").update(key).digest("hex")}`;
+  }
+
+  /**
+   * Why `run` must not start a child of `workflowId`: nesting past MAX_SUBWORKFLOW_DEPTH (a
+   * workflow starting itself through others would never end), or a child that would queue
+   * behind its own ancestor (run strategy limit) and so wait for ever. Undefined when fine.
+   */
+  private subworkflowCycle(run: RunState, workflowId: string): string | undefined {
+    const chain: RunState[] = [run];
+    for (let r = run; r.parentRunId; ) {
+      const parent = this.runs.get(r.parentRunId);
+      if (!parent || chain.includes(parent)) break;
+      chain.unshift(parent);
+      r = parent;
+    }
+    const names = [...chain.map((r) => r.workflowId), workflowId].join(" → ");
+    if (chain.length >= MAX_SUBWORKFLOW_DEPTH) {
+      return `subworkflows nest deeper than ${MAX_SUBWORKFLOW_DEPTH} levels: ${names}; a workflow that starts itself through others must stop recursing (add a condition on the edge to the subworkflow step)`;
+    }
+    const ancestor = chain.find((r) => r.workflowId === workflowId);
+    if (ancestor) {
+      // SKIP_IF_RUNNING would hand back the ancestor itself as the child.
+      const skips =
+        ancestor.def.runStrategy?.mode === RunStrategyMode.RUN_STRATEGY_MODE_SKIP_IF_RUNNING;
+      const limit = skips ? 1 : this.concurrencyLimit(ancestor.def);
+      const running = (this.byWorkflow.get(workflowId) ?? []).filter(
+        (r) => r.status === RunStatus.RUN_STATUS_RUNNING,
+      ).length;
+      if (running >= limit) {
+        return `the child run of workflow '${workflowId}' would wait for its own ancestor run ${ancestor.id} (its run strategy allows ${limit} running at a time): ${names}`;
+      }
+    }
+    return undefined;
+  }
+
+  /** `resumed`: recovery of a RUNNING step whose child was not recorded yet (same attempt). */
+  private startSubworkflow(step: StepState, resumed = false): void {
     const sub = step.node.step.subworkflow;
     const run = step.scope.run;
     if (!sub) {
@@ -2213,14 +2477,21 @@ export class Engine {
       this.failStep(step, (err as Error).message);
       return;
     }
+    const cycle = this.subworkflowCycle(run, sub.workflowId);
+    if (cycle) {
+      this.failStep(step, cycle);
+      return;
+    }
     step.startedAt ??= this.now();
-    step.attemptCount += 1;
+    if (!resumed || step.attemptCount === 0) step.attemptCount += 1;
     const number = step.attemptCount;
     this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, `starting workflow '${sub.workflowId}'`);
-    this.startRun({
+    this.armContainerTimeout(step);
+    const started = this.startRun({
       workflowId: sub.workflowId,
       version: sub.version || 0,
       params,
+      requestId: this.childRequestId(step, number),
       initiator: {
         kind: InitiatorKind.INITIATOR_KIND_SUBWORKFLOW,
         detail: step.path,
@@ -2228,7 +2499,8 @@ export class Engine {
         client: undefined,
       },
       runTs: run.runTs,
-    }).then(
+    });
+    const attached = started.then(
       ({ runId }) => {
         if (step.status !== StepStatus.STEP_STATUS_RUNNING || step.attemptCount !== number) {
           this.stopRun(runId, "parent step no longer running");
@@ -2249,11 +2521,12 @@ export class Engine {
         this.setReason(step, `waiting for run ${runId} of '${sub.workflowId}'`);
         this.childWaiters.set(runId, step);
         const child = this.runs.get(runId);
-        if (!child) void this.childEnded(runId);
+        if (!child) this.background(this.childEnded(runId), `ending step '${step.path}'`);
       },
       (err: Error) =>
         this.failStep(step, `cannot start workflow '${sub.workflowId}': ${err.message}`),
     );
+    this.background(attached, `starting the subworkflow of step '${step.path}' in run ${run.id}`);
   }
 
   private async childEnded(childRunId: string): Promise<void> {
@@ -2344,7 +2617,8 @@ export class Engine {
     this.journal.afterCommit(() => {
       this.runs.delete(run.id);
       this.notifier.publish(RUN_ENDED);
-      if (this.childWaiters.has(run.id)) void this.childEnded(run.id);
+      if (this.childWaiters.has(run.id))
+        this.background(this.childEnded(run.id), `ending the parent step of run ${run.id}`);
     });
     for (const other of [...live]) this.maybeBegin(other);
   }
@@ -2386,7 +2660,7 @@ export class Engine {
     if (isTerminalStep(step.status)) return;
     const a = step.attempt;
     if (ACTIVE_STEP.has(step.status) && a && a.endedAt === null && step.node.kind === "task") {
-      a.killReason = "stop";
+      this.recordKillReason(a, "stop");
       if (a.kind === "inline") a.abort?.abort();
       else {
         const backend = this.opts.backend;
@@ -2938,18 +3212,6 @@ export class Engine {
         prefix += "/";
       }
     }
-    if (stale.length > 0) {
-      // Iterations of reset containers are rerun from scratch; their old rows would shadow
-      // the new ones (their attempts stay in the attempts table).
-      await this.opts.db.transaction(async (trx) => {
-        for (let i = 0; i < stale.length; i += 500) {
-          await trx("step_instances")
-            .where("run_id", row.id)
-            .whereIn("path", stale.slice(i, i + 500))
-            .delete();
-        }
-      });
-    }
     const floor = stale.length > 0 ? await this.attemptFloor(row.id) : undefined;
     if (this.runs.has(row.id)) {
       throw new EngineError("FAILED_PRECONDITION", `run '${row.id}' is already running again`);
@@ -2969,6 +3231,10 @@ export class Engine {
     // Attempt numbers of removed rows keep counting up, so history is never overwritten.
     if (stale.length > 0) run.attemptFloor = floor;
     if (isRestart) run.restartCount += 1;
+    // Iterations of reset containers are rerun from scratch; their old rows would shadow the
+    // new ones (their attempts stay). Removed in the commit that records the reopened run, so
+    // a crash cannot leave a finished run without them.
+    if (stale.length > 0) this.journal.deleteSteps(row.id, stale);
     run.endedAt = null;
     run.message = "";
     if (isRestart) {
@@ -3008,6 +3274,10 @@ export class Engine {
         const found = await this.loadDefinition(row.workflow_id, row.version);
         if (!found) {
           this.log.error("cannot recover run: its workflow version is gone", { runId: row.id });
+          await this.failUnrecoverable(
+            row,
+            `cannot be recovered: workflow '${row.workflow_id}' version ${row.version} no longer exists`,
+          );
           continue;
         }
         const graph = compileWorkflow(found.definition);
@@ -3018,12 +3288,66 @@ export class Engine {
         ]);
         const run = this.rebuild(row, found.definition, graph, stepRows, attemptRows, maxSeq + 1);
         if (run.restartCount > 0) run.attemptFloor = await this.attemptFloor(row.id);
+        await this.findRetryAnchors(run);
         this.resume(run);
       } catch (err) {
         this.log.error("cannot recover run", { runId: row.id, error: (err as Error).message });
+        await this.failUnrecoverable(row, `cannot be recovered: ${(err as Error).message}`).catch(
+          (e: Error) => this.log.error("cannot fail run", { runId: row.id, error: e.message }),
+        );
       }
     }
+    // Parents of children that could not be recovered (failed above) learn it now.
+    for (const childId of [...this.childWaiters.keys()]) {
+      if (!this.runs.has(childId))
+        this.background(this.childEnded(childId), `re-attaching to run ${childId}`);
+    }
     if (rows.length > 0) this.log.info("recovered runs", { count: rows.length });
+  }
+
+  /**
+   * Ends a run recovery cannot rebuild as FAILED, with its event, in one transaction: left
+   * RUNNING it would look alive for ever, and a parent subworkflow step would wait for it.
+   */
+  private async failUnrecoverable(row: RunRecordRow, message: string): Promise<void> {
+    const now = this.now();
+    const seq = (await this.queries.maxSeq(row.id)) + 1;
+    const failed: Record<string, unknown> = {
+      ...row,
+      status: RunStatus.RUN_STATUS_FAILED,
+      message,
+      ended_at: now,
+    };
+    const batch = emptyBatch();
+    batch.runs.push(RUN_COLUMNS.map((c) => failed[c]) as RunRow);
+    batch.events.push([
+      row.id,
+      seq,
+      now,
+      "",
+      EventKind.runStatus,
+      RunStatus.RUN_STATUS_FAILED,
+      message,
+      null,
+    ]);
+    await this.writer.write(batch);
+  }
+
+  /** RETRYING steps wait out their backoff from their last attempt's end, not from recovery. */
+  private async findRetryAnchors(run: RunState): Promise<void> {
+    const retrying = [...run.byPath.values()].filter(
+      (s) => s.status === StepStatus.STEP_STATUS_RETRYING,
+    );
+    if (retrying.length === 0) return;
+    const ended = new Map<string, number>();
+    for (const a of await this.queries.attemptRows(run.id)) {
+      if (a.ended_at !== null)
+        ended.set(a.path, Math.max(ended.get(a.path) ?? 0, Number(a.ended_at)));
+    }
+    for (const step of retrying) {
+      const at = ended.get(step.path);
+      if (at !== undefined) this.retryFrom.set(step, at);
+    }
   }
 
   /** Builds the in-memory state of a run from its rows (no side effects besides registering). */
@@ -3151,6 +3475,8 @@ export class Engine {
         attempt.agentId = a.agent_id;
         attempt.startedAt = a.started_at === null ? null : Number(a.started_at);
         attempt.reportSeq = Number(a.report_seq);
+        attempt.message = a.message;
+        attempt.killReason = killReasonOf(a.message);
         step.attempt = attempt;
         if (kind === "task") this.tasks.set(attempt.taskId, attempt);
       }
@@ -3235,7 +3561,21 @@ export class Engine {
       return;
     }
     this.armRunTimeout(run);
+    this.countActiveByType(run);
     this.resumeScope(run.root);
+  }
+
+  /**
+   * Takes the step-type slots of every attempt still active before anything queued is
+   * dispatched again: counting them as the walk meets them let a queued step listed earlier
+   * take a slot a running one already holds.
+   */
+  private countActiveByType(run: RunState): void {
+    for (const step of run.byPath.values()) {
+      if (!step.attempt || !ACTIVE_STEP.has(step.status) || step.node.kind !== "task") continue;
+      if (this.typeLimit(run, step.type) <= 0) continue;
+      run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 0) + 1);
+    }
   }
 
   private resumeScope(scope: Scope): void {
@@ -3259,7 +3599,9 @@ export class Engine {
         case StepStatus.STEP_STATUS_RETRYING: {
           const wait = Math.max(
             0,
-            (step.endedAt ?? this.now()) + this.backoffMs(step) - this.now(),
+            (this.retryFrom.get(step) ?? step.endedAt ?? this.now()) +
+              this.backoffMs(step) -
+              this.now(),
           );
           this.armRetry(step, wait);
           break;
@@ -3281,6 +3623,7 @@ export class Engine {
 
   private resumeActive(step: StepState): void {
     const c = step.container;
+    if (c || step.node.kind === "subworkflow") this.armContainerTimeout(step);
     if (c?.kind === "foreach") {
       for (const s of [...c.live.values()]) this.resumeScope(s);
       if (!isTerminalStep(step.status)) this.materialize(step, c);
@@ -3291,8 +3634,9 @@ export class Engine {
       return;
     }
     if (step.node.kind === "subworkflow") {
-      if (step.book.c) void this.childEnded(step.book.c);
-      else this.startSubworkflow(step);
+      if (step.book.c)
+        this.background(this.childEnded(step.book.c), `re-attaching step '${step.path}'`);
+      else this.startSubworkflow(step, true);
       return;
     }
     const a = step.attempt;
@@ -3301,9 +3645,18 @@ export class Engine {
       this.startAttempt(step);
       return;
     }
-    if (this.typeLimit(step.scope.run, step.type) > 0) {
-      const run = step.scope.run;
-      run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 0) + 1);
+    if (a.kind === "inline" && a.killReason) {
+      // Stopped or timed out before the crash: that is how it ended, not lost.
+      const timeout = a.killReason === "timeout";
+      a.status = timeout
+        ? AttemptStatus.ATTEMPT_STATUS_TIMED_OUT
+        : AttemptStatus.ATTEMPT_STATUS_STOPPED;
+      a.endedAt = this.now();
+      a.message = timeout ? "timed out" : "stopped";
+      this.journal.attempt(a);
+      this.releaseTypeSlot(step);
+      this.attemptFailed(step, { kind: timeout ? "timeout" : "stopped", message: a.message });
+      return;
     }
     if (a.kind === "inline") {
       // Inline work lived in the dead process: record it as lost and run it again.
@@ -3311,6 +3664,7 @@ export class Engine {
       a.endedAt = this.now();
       a.message = "core restarted while it ran";
       this.journal.attempt(a);
+      this.attemptNotCounted(step);
       this.releaseTypeSlot(step);
       step.attempt = undefined;
       this.startAttempt(step);

@@ -17,6 +17,9 @@ import { type Notifier, runKey } from "./notifier.js";
 /** Flush at once when this many rows are pending, instead of waiting for the tick to end. */
 const MAX_PENDING_EVENTS = 20_000;
 
+/** A post-commit action; a `committed()` waiter also has `fail`, called if its commit is lost. */
+type AfterCommit = (() => void) & { fail?: (err: Error) => void };
+
 export class Journal {
   private runs = new Set<RunState>();
   private steps = new Set<StepState>();
@@ -25,7 +28,8 @@ export class Journal {
   private images: ImageRow[] = [];
   private artifacts: ArtifactRow[] = [];
   private requestKeys: WriteBatch["requestKeys"] = [];
-  private after: Array<() => void> = [];
+  private stepDeletes: NonNullable<WriteBatch["stepDeletes"]> = [];
+  private after: AfterCommit[] = [];
   private touched = new Set<string>();
   private scheduled = false;
   private flushing: Promise<void> | undefined;
@@ -33,6 +37,13 @@ export class Journal {
   /** Called before each flush (the scheduler places queued work here so launches share it). */
   beforeFlush: () => void = () => {};
   onError: (err: Error) => void = () => {};
+  /**
+   * Called once when a write fails. From then on nothing is flushed, no post-commit action
+   * runs, and `committed()` rejects with the error `describeFailure` made of the cause: memory
+   * is ahead of the database, so only a rebuild from what was committed can continue.
+   */
+  onFailure: (err: Error) => void = () => {};
+  describeFailure: (cause: Error) => Error = (cause) => cause;
   flushes = 0;
 
   constructor(
@@ -86,8 +97,19 @@ export class Journal {
     this.schedule();
   }
 
+  /** Removes step rows in the next commit, before its upserts (a restart's old iterations). */
+  deleteSteps(runId: string, paths: readonly string[]): void {
+    for (const path of paths) this.stepDeletes.push([runId, path]);
+    this.schedule();
+  }
+
   /** Runs `fn` after the commit that includes everything recorded so far. */
-  afterCommit(fn: () => void): void {
+  afterCommit(fn: AfterCommit): void {
+    if (this.failure) {
+      // Its cause will never commit, so neither may the action.
+      fn.fail?.(this.failure);
+      return;
+    }
     this.after.push(fn);
     this.schedule();
   }
@@ -95,7 +117,16 @@ export class Journal {
   /** Resolves once everything recorded so far is committed. */
   committed(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve) => this.afterCommit(resolve));
+    return new Promise((resolve, reject) => {
+      const waiter: AfterCommit = () => resolve();
+      waiter.fail = reject;
+      this.afterCommit(waiter);
+    });
+  }
+
+  /** The error every caller gets since a write failed (undefined while healthy). */
+  get failed(): Error | undefined {
+    return this.failure;
   }
 
   /** Publishes `key` after the next commit (e.g. an attempt that ended). */
@@ -105,13 +136,14 @@ export class Journal {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.failure) return;
     this.scheduled = true;
     setImmediate(() => this.kick());
   }
 
   private kick(): void {
     this.scheduled = false;
+    if (this.failure) return;
     if (this.flushing) {
       // The next flush starts when this one ends (see flush's finally).
       return;
@@ -131,6 +163,7 @@ export class Journal {
       this.images.length > 0 ||
       this.artifacts.length > 0 ||
       this.requestKeys.length > 0 ||
+      this.stepDeletes.length > 0 ||
       this.after.length > 0 ||
       this.touched.size > 0
     );
@@ -164,6 +197,7 @@ export class Journal {
     batch.images = this.images;
     batch.artifacts = this.artifacts;
     batch.requestKeys = this.requestKeys;
+    if (this.stepDeletes.length > 0) batch.stepDeletes = this.stepDeletes;
     const after = this.after;
     const touched = this.touched;
     this.runs = new Set();
@@ -173,6 +207,7 @@ export class Journal {
     this.images = [];
     this.artifacts = [];
     this.requestKeys = [];
+    this.stepDeletes = [];
     this.after = [];
     this.touched = new Set();
     try {
@@ -181,8 +216,12 @@ export class Journal {
     } catch (err) {
       // The in-memory state is now ahead of the database; the only safe course is to stop
       // and let recovery rebuild from what was committed.
-      this.failure = err as Error;
-      this.onError(err as Error);
+      const failure = this.describeFailure(err as Error);
+      this.failure = failure;
+      const lost = [...after, ...this.after];
+      this.after = [];
+      for (const fn of lost) fn.fail?.(failure);
+      this.onFailure(err as Error);
       return;
     }
     for (const fn of after) {
@@ -197,7 +236,7 @@ export class Journal {
 
   /** Flushes everything pending now (shutdown, tests). */
   async drain(): Promise<void> {
-    while (this.flushing || this.hasWork()) {
+    while (!this.failure && (this.flushing || this.hasWork())) {
       if (this.flushing) await this.flushing;
       else this.kick();
     }

@@ -40,6 +40,10 @@ export interface StepBook {
   i?: 1;
   /** Foreach: StopStep stopped it; no further iterations are materialised. */
   h?: 1;
+  /** Container: its step timeout fired; it is being stopped and ends TIMED_OUT. */
+  x?: 1;
+  /** Attempts that do not count against max_attempts (lost to a crash of core, lost launches). */
+  f?: number;
 }
 
 export class RunState {

@@ -2,7 +2,7 @@
 // value JSON-decoded when it is valid JSON and kept as a string otherwise. This is how jobs
 // in any language (bash, R, Scala) emit outputs without an SDK. A bad line never fails the
 // step by itself: it becomes a warning naming the line.
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import type { JsonValue } from "../steps/step-type.js";
 
 export const OUTPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -74,8 +74,22 @@ function decodeValue(text: string): JsonValue {
 /** Reads and parses an output file; a missing file means no outputs. */
 export function readOutputFile(path: string): ParsedOutputs {
   // Most jobs write no outputs: a failed read throws an error object with a stack (~10 µs),
-  // existsSync does not (~2 µs), and this runs once per finished task.
-  if (!existsSync(path)) return { outputs: {}, problems: [] };
+  // a stat without throwIfNoEntry does not, and this runs once per finished task. The size is
+  // checked before reading: a job's multi-GB file must not be read whole on the event loop.
+  let size: number;
+  try {
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (!stat) return { outputs: {}, problems: [] };
+    size = stat.size;
+  } catch (err) {
+    return { outputs: {}, problems: [`cannot read KAON_OUTPUT: ${(err as Error).message}`] };
+  }
+  if (size > MAX_OUTPUT_FILE_BYTES) {
+    return {
+      outputs: {},
+      problems: [`KAON_OUTPUT is ${size} bytes, larger than 4 MiB; outputs ignored`],
+    };
+  }
   let buf: Buffer;
   try {
     buf = readFileSync(path);

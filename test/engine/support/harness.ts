@@ -26,7 +26,7 @@ import { killAgent } from "../../../core/src/backends/local/test-support.js";
 import { resolveServerConfig } from "../../../core/src/config.js";
 import { workflowRepoDefinitions } from "../../../core/src/engine/definitions.js";
 import { Engine } from "../../../core/src/engine/engine.js";
-import { silentLogger } from "../../../core/src/log.js";
+import { type Logger, silentLogger } from "../../../core/src/log.js";
 import { StepTypeRegistry } from "../../../core/src/steps/registry.js";
 import { type Db, openDatabase } from "../../../core/src/store/db.js";
 import { WorkflowRepo } from "../../../core/src/store/workflow-repo.js";
@@ -57,6 +57,11 @@ export interface StartOptions {
   dataDir?: string;
   dbUrl?: string;
   resources?: { cpus?: number; memMb?: number };
+  /** What the engine does when a journal write fails; default: exit the process (75). */
+  onFatal?: (err: Error) => void;
+  /** The engine's logger; default silent. */
+  log?: Logger;
+  reconcileIntervalMs?: number;
 }
 
 export async function startEngineKaon(options: StartOptions = {}): Promise<EngineKaon> {
@@ -84,6 +89,9 @@ export async function startEngineKaon(options: StartOptions = {}): Promise<Engin
     tokens: stepTokens,
     dataDir,
     endpoint: () => grpcAddress,
+    ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+    ...(options.log ? { log: options.log } : {}),
+    ...(options.reconcileIntervalMs ? { reconcileIntervalMs: options.reconcileIntervalMs } : {}),
   });
   stepTokens.isAttemptLive = (id) => engine.isAttemptLive(id);
   await engine.start();

@@ -40,9 +40,11 @@ const TABLES = {
     columns: ["key", "result_json", "created_at"],
     key: ["key"],
   },
-} satisfies Record<keyof WriteBatch, TableSpec>;
+} satisfies Record<UpsertedTable, TableSpec>;
 
-const ORDER: Array<keyof WriteBatch> = [
+type UpsertedTable = Exclude<keyof WriteBatch, "stepDeletes">;
+
+const ORDER: UpsertedTable[] = [
   "runs",
   "steps",
   "attempts",
@@ -85,11 +87,15 @@ class SqliteBatchWriter implements BatchWriter {
   constructor(private readonly handle: SqliteHandle) {}
 
   private prepare(): (batch: WriteBatch) => void {
-    const statements = new Map<keyof WriteBatch, { run(...params: unknown[]): unknown }>();
+    const statements = new Map<UpsertedTable, { run(...params: unknown[]): unknown }>();
     for (const name of ORDER) {
       statements.set(name, this.handle.prepare(insertSql(TABLES[name], 1, () => "?")));
     }
+    const deleteStep = this.handle.prepare(
+      "DELETE FROM step_instances WHERE run_id = ? AND path = ?",
+    );
     return this.handle.transaction((batch: WriteBatch) => {
+      for (const [runId, path] of batch.stepDeletes ?? []) deleteStep.run(runId, path);
       for (const name of ORDER) {
         const rows = batch[name] as unknown[][];
         if (rows.length === 0) continue;
@@ -116,7 +122,7 @@ class PostgresBatchWriter implements BatchWriter {
   private readonly sqlCache = new Map<string, string>();
   constructor(private readonly db: Knex) {}
 
-  private sql(name: keyof WriteBatch, rowCount: number): string {
+  private sql(name: UpsertedTable, rowCount: number): string {
     const cacheKey = `${name}:${rowCount}`;
     let sql = this.sqlCache.get(cacheKey);
     if (!sql) {
@@ -129,6 +135,14 @@ class PostgresBatchWriter implements BatchWriter {
 
   async write(batch: WriteBatch): Promise<void> {
     await this.db.transaction(async (trx) => {
+      const deletes = batch.stepDeletes ?? [];
+      for (let i = 0; i < deletes.length; i += 1000) {
+        const chunk = deletes.slice(i, i + 1000);
+        await trx.raw(
+          `DELETE FROM step_instances WHERE (run_id, path) IN (${chunk.map(() => "(?, ?)").join(", ")})`,
+          chunk.flat(),
+        );
+      }
       for (const name of ORDER) {
         const rows = batch[name] as unknown[][];
         if (rows.length === 0) continue;

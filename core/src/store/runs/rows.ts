@@ -185,6 +185,8 @@ export interface WriteBatch {
   images: ImageRow[];
   artifacts: ArtifactRow[];
   requestKeys: Array<[key: string, resultJson: string, createdAt: number]>;
+  /** Step rows removed before the upserts, in the same transaction (a restart's old iterations). */
+  stepDeletes?: Array<[runId: string, path: string]>;
 }
 
 export function emptyBatch(): WriteBatch {
