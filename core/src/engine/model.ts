@@ -203,6 +203,8 @@ export class AttemptState {
   abort: AbortController | undefined;
   timeoutTimer: NodeJS.Timeout | undefined;
   lastHeartbeat = 0;
+  private resourcesSerialized: ResourceAmounts | undefined;
+  private resourcesJsonText = "";
 
   constructor(
     readonly step: StepState,
@@ -215,6 +217,15 @@ export class AttemptState {
     this.status = status;
   }
 
+  /** The resources' JSON, serialized once per resources object (rows are written 2–3 times). */
+  resourcesJson(): string {
+    if (this.resourcesSerialized !== this.resources) {
+      this.resourcesJsonText = JSON.stringify(this.resources);
+      this.resourcesSerialized = this.resources;
+    }
+    return this.resourcesJsonText;
+  }
+
   toRow(): AttemptRow {
     return [
       this.step.scope.run.id,
@@ -223,7 +234,7 @@ export class AttemptState {
       this.status,
       this.taskId,
       this.agentId,
-      JSON.stringify(this.resources),
+      this.resourcesJson(),
       this.exitCode,
       this.startedAt,
       this.endedAt,
@@ -260,7 +271,11 @@ export class StepState {
   childCountsJson = "{}";
   reports: StepReportsState | undefined;
   reportsJson = "{}";
+  /** Replaced, never mutated in place (`step.book = { ...step.book, x }`): see stateJson. */
   book: StepBook = {};
+  /** `book` as last serialized (the journal writes the row often; the book rarely changes). */
+  private bookSerialized: StepBook | undefined;
+  private bookJson = "{}";
   /** Join bookkeeping (derived, never stored): edges resolved and edges taken. */
   resolved = 0;
   taken = 0;
@@ -288,6 +303,19 @@ export class StepState {
     return this.node.step.type;
   }
 
+  /**
+   * The book's JSON, re-serialized only when the book was replaced (it is never mutated in
+   * place). A foreach keeps its iteration values here, and its row is written whenever an
+   * iteration ends: stringifying them each time made every commit O(iterations).
+   */
+  stateJson(): string {
+    if (this.bookSerialized !== this.book) {
+      this.bookJson = JSON.stringify(this.book);
+      this.bookSerialized = this.book;
+    }
+    return this.bookJson;
+  }
+
   toRow(): StepRow {
     return [
       this.scope.run.id,
@@ -308,7 +336,7 @@ export class StepState {
       this.childCountsJson,
       this.loopIteration,
       this.reportsJson,
-      JSON.stringify(this.book),
+      this.stateJson(),
     ];
   }
 }
