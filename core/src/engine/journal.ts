@@ -6,6 +6,7 @@
 import type { BatchWriter } from "../store/runs/batch-writer.js";
 import {
   type ArtifactRow,
+  EventKind,
   type EventRow,
   emptyBatch,
   type ImageRow,
@@ -16,6 +17,14 @@ import { type Notifier, runKey } from "./notifier.js";
 
 /** Flush at once when this many rows are pending, instead of waiting for the tick to end. */
 const MAX_PENDING_EVENTS = 20_000;
+
+/**
+ * How long a change recorded with `lazily` may wait for its commit. Such changes wake nothing
+ * and need nothing to follow them (an attempt that started RUNNING), so they ride along with
+ * the next commit another change asks for — for a short task, the one that records its end —
+ * instead of costing a transaction of their own; watchers still see them within this bound.
+ */
+export const LAZY_COMMIT_MS = 10;
 
 export class Journal {
   private runs = new Set<RunState>();
@@ -28,6 +37,9 @@ export class Journal {
   private after: Array<() => void> = [];
   private touched = new Set<string>();
   private scheduled = false;
+  /** Set while `lazily` runs: recorded changes do not ask for a commit in this tick. */
+  private lazy = false;
+  private lazyTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private failure: Error | undefined;
   /** Called before each flush (the scheduler places queued work here so launches share it). */
@@ -64,8 +76,30 @@ export class Journal {
     this.schedule();
   }
 
+  /**
+   * Appends an event. A step-status event right after an attempt event of the same step
+   * (the attempt moved and the step moved with it: LAUNCHING, RUNNING, SUCCEEDED, ...) is
+   * stored as ONE row of kind `attemptAndStep` under the step event's seq; the reader
+   * expands it back into the two events (run-queries.ts), so WatchRun's stream is unchanged
+   * and a command task costs three event rows instead of six.
+   */
   event(run: RunState, row: EventRow): void {
-    this.events.push(row);
+    const last = this.events[this.events.length - 1];
+    if (
+      row[4] === EventKind.stepStatus &&
+      last !== undefined &&
+      last[4] === EventKind.attempt &&
+      last[1] === row[1] - 1 &&
+      last[0] === row[0] &&
+      last[3] === row[3]
+    ) {
+      last[1] = row[1];
+      last[4] = EventKind.attemptAndStep;
+      last[5] = row[5];
+      last[6] = row[6];
+    } else {
+      this.events.push(row);
+    }
     this.touched.add(run.id);
     if (this.events.length >= MAX_PENDING_EVENTS) this.kick();
     else this.schedule();
@@ -84,6 +118,20 @@ export class Journal {
   requestKey(key: string, resultJson: string): void {
     this.requestKeys.push([key, resultJson, Date.now()]);
     this.schedule();
+  }
+
+  /**
+   * Records what `fn` records without asking for a commit in this tick: it is committed with
+   * the next one, at the latest LAZY_COMMIT_MS from now. Only for changes nothing waits on.
+   */
+  lazily(fn: () => void): void {
+    const was = this.lazy;
+    this.lazy = true;
+    try {
+      fn();
+    } finally {
+      this.lazy = was;
+    }
   }
 
   /** Runs `fn` after the commit that includes everything recorded so far. */
@@ -106,12 +154,26 @@ export class Journal {
 
   private schedule(): void {
     if (this.scheduled) return;
+    if (this.lazy) {
+      if (!this.lazyTimer) {
+        this.lazyTimer = setTimeout(() => {
+          this.lazyTimer = undefined;
+          this.kick();
+        }, LAZY_COMMIT_MS);
+      }
+      return;
+    }
     this.scheduled = true;
     setImmediate(() => this.kick());
   }
 
   private kick(): void {
     this.scheduled = false;
+    if (this.lazyTimer) {
+      // This flush takes the lazy changes along.
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+    }
     if (this.flushing) {
       // The next flush starts when this one ends (see flush's finally).
       return;

@@ -125,6 +125,12 @@ export const EventKind = {
   attempt: 3,
   report: 4,
   artifact: 5,
+  /**
+   * Two events in one row: an attempt event (seq - 1; its data in data_json, its message in
+   * the data's `message`) and the step-status event that followed it (seq, status, message).
+   * The journal folds them (engine/journal.ts); run-queries.ts expands them again.
+   */
+  attemptAndStep: 6,
 } as const;
 
 export type EventRow = [
