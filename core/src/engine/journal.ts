@@ -6,6 +6,7 @@
 import type { BatchWriter } from "../store/runs/batch-writer.js";
 import {
   type ArtifactRow,
+  batchSize,
   EventKind,
   type EventRow,
   emptyBatch,
@@ -205,13 +206,14 @@ export class Journal {
     for (const step of this.steps) {
       step.dirty = false;
       const run = step.scope.run;
+      const written = step.persistedStatus >= 0;
       if (step.persistedStatus !== step.status) {
         if (step.persistedStatus >= 0)
           run.counts[step.persistedStatus] = (run.counts[step.persistedStatus] ?? 0) - 1;
         run.counts[step.status] = (run.counts[step.status] ?? 0) + 1;
         step.persistedStatus = step.status;
       }
-      batch.steps.push(step.toRow());
+      (written ? batch.stepUpdates : batch.steps).push(step.toRow());
     }
     for (const run of this.runs) {
       run.dirty = false;
@@ -220,7 +222,8 @@ export class Journal {
     }
     for (const a of this.attempts) {
       a.dirty = false;
-      batch.attempts.push(a.toRow());
+      (a.written ? batch.attemptUpdates : batch.attempts).push(a.toRow());
+      a.written = true;
     }
     batch.events = this.events;
     batch.images = this.images;
@@ -238,8 +241,12 @@ export class Journal {
     this.after = [];
     this.touched = new Set();
     try {
-      await this.writer.write(batch);
-      this.flushes++;
+      // Nothing to write (only wake-ups or after-commit work): everything recorded before is
+      // committed already, since flushes run one after another.
+      if (batchSize(batch) > 0) {
+        await this.writer.write(batch);
+        this.flushes++;
+      }
     } catch (err) {
       // The in-memory state is now ahead of the database; the only safe course is to stop
       // and let recovery rebuild from what was committed.

@@ -198,6 +198,8 @@ export class AttemptState {
   message = "";
   reportSeq = 0;
   dirty = false;
+  /** The row exists (written by the journal): the next write can be an UPDATE. */
+  written = false;
   /** Why core asked for the kill, when it did. */
   killReason: "timeout" | "stop" | undefined;
   abort: AbortController | undefined;

@@ -186,7 +186,15 @@ export const ARTIFACT_COLUMNS = [
 export interface WriteBatch {
   runs: RunRow[];
   steps: StepRow[];
+  /**
+   * Step rows the engine already wrote (or loaded): on SQLite an UPDATE of the columns that
+   * change, which leaves the sort-order index alone and is cheaper than an upsert; a row that
+   * turns out to be missing is upserted like `steps`.
+   */
+  stepUpdates: StepRow[];
   attempts: AttemptRow[];
+  /** Attempt rows already written, like `stepUpdates`. */
+  attemptUpdates: AttemptRow[];
   events: EventRow[];
   images: ImageRow[];
   artifacts: ArtifactRow[];
@@ -197,7 +205,9 @@ export function emptyBatch(): WriteBatch {
   return {
     runs: [],
     steps: [],
+    stepUpdates: [],
     attempts: [],
+    attemptUpdates: [],
     events: [],
     images: [],
     artifacts: [],
@@ -209,7 +219,9 @@ export function batchSize(b: WriteBatch): number {
   return (
     b.runs.length +
     b.steps.length +
+    b.stepUpdates.length +
     b.attempts.length +
+    b.attemptUpdates.length +
     b.events.length +
     b.images.length +
     b.artifacts.length +
