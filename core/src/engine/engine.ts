@@ -1688,9 +1688,13 @@ export class Engine {
       if (attempt.status === AttemptStatus.ATTEMPT_STATUS_LAUNCHING) {
         attempt.status = AttemptStatus.ATTEMPT_STATUS_RUNNING;
         if (status.agentId) attempt.agentId = status.agentId;
-        this.journal.attempt(attempt);
-        this.emitAttempt(attempt);
-        this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, "");
+        // Nothing waits on this commit: a short task's end usually arrives before it and both
+        // transitions share one transaction (and one write of each row).
+        this.journal.lazily(() => {
+          this.journal.attempt(attempt);
+          this.emitAttempt(attempt);
+          this.setStatus(step, StepStatus.STEP_STATUS_RUNNING, "");
+        });
         this.armStepTimeout(step, attempt);
         this.startMonitor(step, attempt);
       }

@@ -6,6 +6,8 @@
 import type { BatchWriter } from "../store/runs/batch-writer.js";
 import {
   type ArtifactRow,
+  batchSize,
+  EventKind,
   type EventRow,
   emptyBatch,
   type ImageRow,
@@ -20,6 +22,14 @@ const MAX_PENDING_EVENTS = 20_000;
 /** A post-commit action; a `committed()` waiter also has `fail`, called if its commit is lost. */
 type AfterCommit = (() => void) & { fail?: (err: Error) => void };
 
+/**
+ * How long a change recorded with `lazily` may wait for its commit. Such changes wake nothing
+ * and need nothing to follow them (an attempt that started RUNNING), so they ride along with
+ * the next commit another change asks for — for a short task, the one that records its end —
+ * instead of costing a transaction of their own; watchers still see them within this bound.
+ */
+export const LAZY_COMMIT_MS = 10;
+
 export class Journal {
   private runs = new Set<RunState>();
   private steps = new Set<StepState>();
@@ -32,6 +42,9 @@ export class Journal {
   private after: AfterCommit[] = [];
   private touched = new Set<string>();
   private scheduled = false;
+  /** Set while `lazily` runs: recorded changes do not ask for a commit in this tick. */
+  private lazy = false;
+  private lazyTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private failure: Error | undefined;
   /** Called before each flush (the scheduler places queued work here so launches share it). */
@@ -75,8 +88,30 @@ export class Journal {
     this.schedule();
   }
 
+  /**
+   * Appends an event. A step-status event right after an attempt event of the same step
+   * (the attempt moved and the step moved with it: LAUNCHING, RUNNING, SUCCEEDED, ...) is
+   * stored as ONE row of kind `attemptAndStep` under the step event's seq; the reader
+   * expands it back into the two events (run-queries.ts), so WatchRun's stream is unchanged
+   * and a command task costs three event rows instead of six.
+   */
   event(run: RunState, row: EventRow): void {
-    this.events.push(row);
+    const last = this.events[this.events.length - 1];
+    if (
+      row[4] === EventKind.stepStatus &&
+      last !== undefined &&
+      last[4] === EventKind.attempt &&
+      last[1] === row[1] - 1 &&
+      last[0] === row[0] &&
+      last[3] === row[3]
+    ) {
+      last[1] = row[1];
+      last[4] = EventKind.attemptAndStep;
+      last[5] = row[5];
+      last[6] = row[6];
+    } else {
+      this.events.push(row);
+    }
     this.touched.add(run.id);
     if (this.events.length >= MAX_PENDING_EVENTS) this.kick();
     else this.schedule();
@@ -101,6 +136,20 @@ export class Journal {
   deleteSteps(runId: string, paths: readonly string[]): void {
     for (const path of paths) this.stepDeletes.push([runId, path]);
     this.schedule();
+  }
+
+  /**
+   * Records what `fn` records without asking for a commit in this tick: it is committed with
+   * the next one, at the latest LAZY_COMMIT_MS from now. Only for changes nothing waits on.
+   */
+  lazily(fn: () => void): void {
+    const was = this.lazy;
+    this.lazy = true;
+    try {
+      fn();
+    } finally {
+      this.lazy = was;
+    }
   }
 
   /** Runs `fn` after the commit that includes everything recorded so far. */
@@ -137,6 +186,15 @@ export class Journal {
 
   private schedule(): void {
     if (this.scheduled || this.failure) return;
+    if (this.lazy) {
+      if (!this.lazyTimer) {
+        this.lazyTimer = setTimeout(() => {
+          this.lazyTimer = undefined;
+          this.kick();
+        }, LAZY_COMMIT_MS);
+      }
+      return;
+    }
     this.scheduled = true;
     setImmediate(() => this.kick());
   }
@@ -144,6 +202,11 @@ export class Journal {
   private kick(): void {
     this.scheduled = false;
     if (this.failure) return;
+    if (this.lazyTimer) {
+      // This flush takes the lazy changes along.
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+    }
     if (this.flushing) {
       // The next flush starts when this one ends (see flush's finally).
       return;
@@ -176,13 +239,14 @@ export class Journal {
     for (const step of this.steps) {
       step.dirty = false;
       const run = step.scope.run;
+      const written = step.persistedStatus >= 0;
       if (step.persistedStatus !== step.status) {
         if (step.persistedStatus >= 0)
           run.counts[step.persistedStatus] = (run.counts[step.persistedStatus] ?? 0) - 1;
         run.counts[step.status] = (run.counts[step.status] ?? 0) + 1;
         step.persistedStatus = step.status;
       }
-      batch.steps.push(step.toRow());
+      (written ? batch.stepUpdates : batch.steps).push(step.toRow());
     }
     for (const run of this.runs) {
       run.dirty = false;
@@ -191,7 +255,8 @@ export class Journal {
     }
     for (const a of this.attempts) {
       a.dirty = false;
-      batch.attempts.push(a.toRow());
+      (a.written ? batch.attemptUpdates : batch.attempts).push(a.toRow());
+      a.written = true;
     }
     batch.events = this.events;
     batch.images = this.images;
@@ -211,8 +276,12 @@ export class Journal {
     this.after = [];
     this.touched = new Set();
     try {
-      await this.writer.write(batch);
-      this.flushes++;
+      // Nothing to write (only wake-ups or after-commit work): everything recorded before is
+      // committed already, since flushes run one after another.
+      if (batchSize(batch) > 0) {
+        await this.writer.write(batch);
+        this.flushes++;
+      }
     } catch (err) {
       // The in-memory state is now ahead of the database; the only safe course is to stop
       // and let recovery rebuild from what was committed.

@@ -202,11 +202,15 @@ export class AttemptState {
   message = "";
   reportSeq = 0;
   dirty = false;
+  /** The row exists (written by the journal): the next write can be an UPDATE. */
+  written = false;
   /** Why core asked for the kill, when it did. */
   killReason: "timeout" | "stop" | undefined;
   abort: AbortController | undefined;
   timeoutTimer: NodeJS.Timeout | undefined;
   lastHeartbeat = 0;
+  private resourcesSerialized: ResourceAmounts | undefined;
+  private resourcesJsonText = "";
 
   constructor(
     readonly step: StepState,
@@ -219,6 +223,15 @@ export class AttemptState {
     this.status = status;
   }
 
+  /** The resources' JSON, serialized once per resources object (rows are written 2–3 times). */
+  resourcesJson(): string {
+    if (this.resourcesSerialized !== this.resources) {
+      this.resourcesJsonText = JSON.stringify(this.resources);
+      this.resourcesSerialized = this.resources;
+    }
+    return this.resourcesJsonText;
+  }
+
   toRow(): AttemptRow {
     return [
       this.step.scope.run.id,
@@ -227,7 +240,7 @@ export class AttemptState {
       this.status,
       this.taskId,
       this.agentId,
-      JSON.stringify(this.resources),
+      this.resourcesJson(),
       this.exitCode,
       this.startedAt,
       this.endedAt,
@@ -264,7 +277,11 @@ export class StepState {
   childCountsJson = "{}";
   reports: StepReportsState | undefined;
   reportsJson = "{}";
+  /** Replaced, never mutated in place (`step.book = { ...step.book, x }`): see stateJson. */
   book: StepBook = {};
+  /** `book` as last serialized (the journal writes the row often; the book rarely changes). */
+  private bookSerialized: StepBook | undefined;
+  private bookJson = "{}";
   /** Join bookkeeping (derived, never stored): edges resolved and edges taken. */
   resolved = 0;
   taken = 0;
@@ -292,6 +309,19 @@ export class StepState {
     return this.node.step.type;
   }
 
+  /**
+   * The book's JSON, re-serialized only when the book was replaced (it is never mutated in
+   * place). A foreach keeps its iteration values here, and its row is written whenever an
+   * iteration ends: stringifying them each time made every commit O(iterations).
+   */
+  stateJson(): string {
+    if (this.bookSerialized !== this.book) {
+      this.bookJson = JSON.stringify(this.book);
+      this.bookSerialized = this.book;
+    }
+    return this.bookJson;
+  }
+
   toRow(): StepRow {
     return [
       this.scope.run.id,
@@ -312,7 +342,7 @@ export class StepState {
       this.childCountsJson,
       this.loopIteration,
       this.reportsJson,
-      JSON.stringify(this.book),
+      this.stateJson(),
     ];
   }
 }

@@ -28,10 +28,23 @@ interface TableSpec {
   key: readonly string[];
 }
 
+const STEPS: TableSpec = {
+  table: "step_instances",
+  columns: STEP_COLUMNS,
+  key: ["run_id", "path"],
+};
+const ATTEMPTS: TableSpec = {
+  table: "attempts",
+  columns: ATTEMPT_COLUMNS,
+  key: ["run_id", "path", "number"],
+};
+
 const TABLES = {
   runs: { table: "runs", columns: RUN_COLUMNS, key: ["id"] },
-  steps: { table: "step_instances", columns: STEP_COLUMNS, key: ["run_id", "path"] },
-  attempts: { table: "attempts", columns: ATTEMPT_COLUMNS, key: ["run_id", "path", "number"] },
+  steps: STEPS,
+  stepUpdates: STEPS,
+  attempts: ATTEMPTS,
+  attemptUpdates: ATTEMPTS,
   events: { table: "run_events", columns: EVENT_COLUMNS, key: [] },
   images: { table: "step_images", columns: IMAGE_COLUMNS, key: ["run_id", "path", "name"] },
   artifacts: { table: "artifacts", columns: ARTIFACT_COLUMNS, key: [] },
@@ -47,7 +60,9 @@ type UpsertedTable = Exclude<keyof WriteBatch, "stepDeletes">;
 const ORDER: UpsertedTable[] = [
   "runs",
   "steps",
+  "stepUpdates",
   "attempts",
+  "attemptUpdates",
   "events",
   "images",
   "artifacts",
@@ -76,9 +91,33 @@ function insertSql(spec: TableSpec, rowCount: number, placeholder: (i: number) =
 
 /** The raw better-sqlite3 handle under a knex SQLite instance (pool of one connection). */
 interface SqliteHandle {
-  prepare(sql: string): { run(...params: unknown[]): unknown };
+  prepare(sql: string): SqliteStatement;
   transaction<F extends (...args: never[]) => unknown>(fn: F): F;
   readonly inTransaction: boolean;
+}
+
+interface SqliteStatement {
+  run(...params: unknown[]): { changes: number };
+}
+
+/** Events per multi-row INSERT: one statement per chunk instead of one per row. */
+const EVENT_CHUNK = 32;
+
+/**
+ * Step columns an UPDATE of an existing row sets (STEP_COLUMNS from `status` on): the key,
+ * `sort_key`, `step_id` and `type` never change once the row exists.
+ */
+const STEP_HOT_FROM = STEP_COLUMNS.indexOf("status");
+/** Attempt columns an UPDATE sets: all but the key. */
+const ATTEMPT_HOT_FROM = ATTEMPT_COLUMNS.indexOf("status");
+
+function updateSql(spec: TableSpec, from: number): string {
+  const sets = spec.columns
+    .slice(from)
+    .map((c) => `${c} = ?`)
+    .join(", ");
+  const where = spec.key.map((c) => `${c} = ?`).join(" AND ");
+  return `UPDATE ${spec.table} SET ${sets} WHERE ${where}`;
 }
 
 class SqliteBatchWriter implements BatchWriter {
@@ -87,10 +126,28 @@ class SqliteBatchWriter implements BatchWriter {
   constructor(private readonly handle: SqliteHandle) {}
 
   private prepare(): (batch: WriteBatch) => void {
-    const statements = new Map<UpsertedTable, { run(...params: unknown[]): unknown }>();
+    const statements = new Map<UpsertedTable, SqliteStatement>();
     for (const name of ORDER) {
       statements.set(name, this.handle.prepare(insertSql(TABLES[name], 1, () => "?")));
     }
+    const stepUpsert = statements.get("steps") as SqliteStatement;
+    const attemptUpsert = statements.get("attempts") as SqliteStatement;
+    const eventInsert = statements.get("events") as SqliteStatement;
+    const stepUpdate = this.handle.prepare(updateSql(STEPS, STEP_HOT_FROM));
+    const attemptUpdate = this.handle.prepare(updateSql(ATTEMPTS, ATTEMPT_HOT_FROM));
+    if (STEP_HOT_FROM !== 5 || ATTEMPT_HOT_FROM !== 3) {
+      throw new Error("batch-writer: the UPDATE argument lists below follow rows.ts; update them");
+    }
+    const eventChunks: SqliteStatement[] = [];
+    const eventChunk = (n: number) => {
+      let stmt = eventChunks[n];
+      if (!stmt) {
+        stmt = this.handle.prepare(insertSql(TABLES.events, n, () => "?"));
+        eventChunks[n] = stmt;
+      }
+      return stmt;
+    };
+    const bindings: unknown[] = [];
     const deleteStep = this.handle.prepare(
       "DELETE FROM step_instances WHERE run_id = ? AND path = ?",
     );
@@ -99,9 +156,60 @@ class SqliteBatchWriter implements BatchWriter {
       for (const name of ORDER) {
         const rows = batch[name] as unknown[][];
         if (rows.length === 0) continue;
-        const stmt = statements.get(name);
-        if (!stmt) continue;
-        for (const row of rows) stmt.run(...row);
+        if (name === "stepUpdates") {
+          // Arguments in updateSql's order: the hot columns, then the key.
+          for (const r of batch.stepUpdates) {
+            const done = stepUpdate.run(
+              r[5],
+              r[6],
+              r[7],
+              r[8],
+              r[9],
+              r[10],
+              r[11],
+              r[12],
+              r[13],
+              r[14],
+              r[15],
+              r[16],
+              r[17],
+              r[18],
+              r[0],
+              r[1],
+            );
+            if (done.changes === 0) stepUpsert.run(...r);
+          }
+        } else if (name === "attemptUpdates") {
+          for (const r of batch.attemptUpdates) {
+            const done = attemptUpdate.run(
+              r[3],
+              r[4],
+              r[5],
+              r[6],
+              r[7],
+              r[8],
+              r[9],
+              r[10],
+              r[11],
+              r[0],
+              r[1],
+              r[2],
+            );
+            if (done.changes === 0) attemptUpsert.run(...r);
+          }
+        } else if (name === "events" && rows.length > 1) {
+          for (let i = 0; i < rows.length; i += EVENT_CHUNK) {
+            const n = Math.min(EVENT_CHUNK, rows.length - i);
+            bindings.length = 0;
+            for (let j = i; j < i + n; j++) for (const v of rows[j] as unknown[]) bindings.push(v);
+            eventChunk(n).run(...bindings);
+          }
+          bindings.length = 0;
+        } else {
+          const stmt = name === "events" ? eventInsert : statements.get(name);
+          if (!stmt) continue;
+          for (const row of rows) stmt.run(...row);
+        }
       }
     });
   }

@@ -125,6 +125,12 @@ export const EventKind = {
   attempt: 3,
   report: 4,
   artifact: 5,
+  /**
+   * Two events in one row: an attempt event (seq - 1; its data in data_json, its message in
+   * the data's `message`) and the step-status event that followed it (seq, status, message).
+   * The journal folds them (engine/journal.ts); run-queries.ts expands them again.
+   */
+  attemptAndStep: 6,
 } as const;
 
 export type EventRow = [
@@ -180,7 +186,15 @@ export const ARTIFACT_COLUMNS = [
 export interface WriteBatch {
   runs: RunRow[];
   steps: StepRow[];
+  /**
+   * Step rows the engine already wrote (or loaded): on SQLite an UPDATE of the columns that
+   * change, which leaves the sort-order index alone and is cheaper than an upsert; a row that
+   * turns out to be missing is upserted like `steps`.
+   */
+  stepUpdates: StepRow[];
   attempts: AttemptRow[];
+  /** Attempt rows already written, like `stepUpdates`. */
+  attemptUpdates: AttemptRow[];
   events: EventRow[];
   images: ImageRow[];
   artifacts: ArtifactRow[];
@@ -193,7 +207,9 @@ export function emptyBatch(): WriteBatch {
   return {
     runs: [],
     steps: [],
+    stepUpdates: [],
     attempts: [],
+    attemptUpdates: [],
     events: [],
     images: [],
     artifacts: [],
@@ -205,10 +221,13 @@ export function batchSize(b: WriteBatch): number {
   return (
     b.runs.length +
     b.steps.length +
+    b.stepUpdates.length +
     b.attempts.length +
+    b.attemptUpdates.length +
     b.events.length +
     b.images.length +
     b.artifacts.length +
-    b.requestKeys.length
+    b.requestKeys.length +
+    (b.stepDeletes?.length ?? 0)
   );
 }

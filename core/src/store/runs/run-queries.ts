@@ -376,7 +376,31 @@ export class RunQueries {
       .andWhere("seq", ">", afterSeq)
       .orderBy("seq")
       .limit(limit)) as EventRecordRow[];
-    return rows.map(eventFromRow);
+    const out: RunEvent[] = [];
+    for (const r of rows) {
+      if (r.kind !== EventKind.attemptAndStep) {
+        out.push(eventFromRow(r));
+        continue;
+      }
+      // A folded pair (rows.ts): its attempt half is seq - 1, which a resumed watch may
+      // already have seen.
+      const attempt = JSON.parse(r.data_json ?? "{}") as AttemptRecordRow;
+      const seq = Number(r.seq);
+      if (seq - 1 > afterSeq) {
+        out.push({
+          seq: seq - 1,
+          runId: r.run_id,
+          time: new Date(Number(r.time)),
+          path: r.path,
+          message: attempt.message ?? "",
+          kind: { $case: "attempt", value: attemptFromRow(attempt) },
+        });
+      }
+      out.push(eventFromRow({ ...r, kind: EventKind.stepStatus, data_json: null }));
+    }
+    // Pairs can make more events than rows; the caller resumes after the last one it got.
+    if (out.length > limit) out.length = limit;
+    return out;
   }
 
   async image(runId: string, path: string, name: string): Promise<Uint8Array | undefined> {
