@@ -12,6 +12,7 @@ import type {
 } from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Engine, StepIdentity } from "../engine/engine.js";
+import { checkName, checkPartitions } from "./artifact-service.js";
 import type { CallContextExt } from "./auth.js";
 import { InvalidArgumentError, ServerError, Status } from "./errors.js";
 import { type LeanContext, leanUnary } from "./lean-unary.js";
@@ -76,6 +77,9 @@ export function createJobService(options: {
           },
         ]);
       }
+      // The same checks as ArtifactService.Announce: a job's announcement is stored alike.
+      checkName(a.name, "artifact.name");
+      checkPartitions(a.partitions, "artifact.partitions");
       const namespace = engine.runNamespace(ctx.runId) ?? "default";
       const [stored] = await engine.announce([
         {
