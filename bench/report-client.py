@@ -17,8 +17,8 @@ import grpc
 from google.protobuf import struct_pb2
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/sdk-python/src")
-from kaon._client import _MAX_MESSAGE  # noqa: E402
-from kaon.v1 import job_service_pb2, job_service_pb2_grpc, run_pb2  # noqa: E402
+from kaon._client import _MAX_MESSAGE
+from kaon.v1 import job_service_pb2, job_service_pb2_grpc, run_pb2
 
 # The SDK's channel options (kaon._client.open_channel).
 OPTIONS = [
@@ -30,15 +30,12 @@ OPTIONS = [
 TIMEOUT = 10
 
 
-async def main() -> None:
-    calls, items, address, tokens_file = (
-        int(sys.argv[1]),
-        int(sys.argv[2]),
-        sys.argv[3],
-        sys.argv[4],
-    )
-    with open(tokens_file) as f:
-        tokens = [line.strip() for line in f if line.strip()]
+def read_tokens(path: str) -> list[str]:
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+async def main(calls: int, items: int, address: str, tokens: list[str]) -> None:
     per_job = calls // len(tokens)
     counters = [
         run_pb2.ReportItem(counter=run_pb2.Counter(name="c", delta=1))
@@ -51,9 +48,13 @@ async def main() -> None:
         metadata = (("authorization", f"Bearer {token}"),)
         for seq in range(1, per_job + 1):
             output = run_pb2.ReportItem(
-                output=run_pb2.Output(name="n", value=struct_pb2.Value(number_value=seq))
+                output=run_pb2.Output(
+                    name="n", value=struct_pb2.Value(number_value=seq)
+                )
             )
-            request = job_service_pb2.ReportRequest(sequence=seq, items=[output, *counters])
+            request = job_service_pb2.ReportRequest(
+                sequence=seq, items=[output, *counters]
+            )
             await job.Report(request, timeout=TIMEOUT, metadata=metadata)
 
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -61,8 +62,10 @@ async def main() -> None:
     ms = (time.perf_counter() - t0) * 1000
     cpu_ms = (time.process_time() - cpu0) * 1000
     for channel in channels:
-        await channel.close()
+        await channel.close(None)
     print(json.dumps({"ms": ms, "calls": per_job * len(tokens), "cpuMs": cpu_ms}))
 
 
-asyncio.run(main())
+asyncio.run(
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], read_tokens(sys.argv[4]))
+)
