@@ -3492,13 +3492,14 @@ function checkStepReportBounds(step: StepState, items: readonly ReportItem[]): v
   const L = REPORT_LIMITS;
   const r = step.reports;
   const outputs = step.outputs ?? {};
-  let outputCount = Object.keys(outputs).length;
-  // Encoded size of the outputs object, kept up to date item by item (the batch's own values
-  // were measured by validateReportItem; measuring again is cheap next to encoding them all).
-  let outputBytes = step.outputsJson ? Buffer.byteLength(step.outputsJson) : 2;
+  // The step's counts and sizes are taken only when the batch has an item of their kind (-1
+  // until then), so a call costs O(its items) unless it adds outputs or new counter names.
+  let outputCount = -1;
+  // Encoded size of the outputs object, kept up to date item by item.
+  let outputBytes = -1;
   let milestones = r?.milestones.length ?? 0;
   let links = r?.links.length ?? 0;
-  let counters = r ? Object.keys(r.counters).length : 0;
+  let counters = -1;
   let images = r?.images.length ?? 0;
   let newOutputs: Map<string, number> | undefined;
   let newNames: Set<string> | undefined;
@@ -3520,6 +3521,10 @@ function checkStepReportBounds(step: StepState, items: readonly ReportItem[]): v
       case "output": {
         const name = k.value.name;
         const size = Buffer.byteLength(JSON.stringify(k.value.value ?? null));
+        if (outputBytes < 0) {
+          outputCount = Object.keys(outputs).length;
+          outputBytes = step.outputsJson ? Buffer.byteLength(step.outputsJson) : 2;
+        }
         newOutputs ??= new Map();
         const before =
           newOutputs.get(name) ??
@@ -3568,10 +3573,10 @@ function checkStepReportBounds(step: StepState, items: readonly ReportItem[]): v
           );
         break;
       case "counter":
-        if (
-          fresh("counter", k.value.name, r ? Object.hasOwn(r.counters, k.value.name) : false) &&
-          ++counters > L.counters
-        )
+        if (!fresh("counter", k.value.name, r ? Object.hasOwn(r.counters, k.value.name) : false))
+          break;
+        if (counters < 0) counters = r ? Object.keys(r.counters).length : 0;
+        if (++counters > L.counters)
           over(
             i,
             `counter '${shown(k.value.name)}' would be counter number ${counters} of this step; a step has at most ${L.counters} counters`,
