@@ -9,7 +9,8 @@ import { decodePageToken, encodePageToken, pageSize } from "./run-service.js";
 
 const NAME = /^[A-Za-z0-9_.\-/]{1,256}$/;
 
-function checkName(name: string, field: string): void {
+/** Artifact names: also checked for announcements from jobs (job-service.ts). */
+export function checkName(name: string, field: string): void {
   if (!NAME.test(name)) {
     throw new InvalidArgumentError(`invalid ${field}`, [
       {
@@ -23,7 +24,8 @@ function checkName(name: string, field: string): void {
   }
 }
 
-function checkPartitions(partitions: Record<string, string>, field: string): void {
+/** Partition keys and values (a comma would break the stored partition key). */
+export function checkPartitions(partitions: Record<string, string>, field: string): void {
   for (const [k, v] of Object.entries(partitions)) {
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) {
       throw new InvalidArgumentError(`invalid ${field}`, [

@@ -2,14 +2,23 @@
 // (KAON_TOKEN). The auth middleware has already verified the token and put the attempt's
 // identity on `context.auth`; the engine checks that the attempt is still live, applies
 // reports (idempotent by per-attempt sequence) and answers only after they are durable.
-import type { JobServiceDefinition } from "@kaon/proto";
+// Every method is `leanUnary`: over gRPC it is served by the lean path (lean-unary.ts), so it
+// may use only `context.auth`.
+import type {
+  AnnounceArtifactRequest,
+  GetContextRequest,
+  JobServiceDefinition,
+  ReportRequest,
+} from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Engine, StepIdentity } from "../engine/engine.js";
+import { checkName, checkPartitions } from "./artifact-service.js";
 import type { CallContextExt } from "./auth.js";
 import { InvalidArgumentError, ServerError, Status } from "./errors.js";
+import { type LeanContext, leanUnary } from "./lean-unary.js";
 import { engineCall } from "./run-service.js";
 
-function identityOf(context: CallContextExt): StepIdentity {
+function identityOf(context: LeanContext): StepIdentity {
   const auth = context.auth;
   if (auth.kind !== "step") {
     throw new ServerError(
@@ -25,12 +34,12 @@ export function createJobService(options: {
 }): ServiceImplementation<typeof JobServiceDefinition, CallContextExt> {
   const { engine } = options;
   return {
-    async getContext(_req, context) {
+    getContext: leanUnary(async (_req: GetContextRequest, context) => {
       const id = identityOf(context);
       return engineCall(() => engine.jobContext(id));
-    },
+    }),
 
-    async report(req, context) {
+    report: leanUnary(async (req: ReportRequest, context) => {
       const id = identityOf(context);
       const sequence = Number(req.sequence);
       if (!Number.isInteger(sequence) || sequence < 1) {
@@ -53,9 +62,9 @@ export function createJobService(options: {
       }
       const applied = await engineCall(() => engine.report(id, sequence, req.items));
       return { appliedSequence: applied };
-    },
+    }),
 
-    async announceArtifact(req, context) {
+    announceArtifact: leanUnary(async (req: AnnounceArtifactRequest, context) => {
       const id = identityOf(context);
       const ctx = await engineCall(() => engine.jobContext(id));
       const a = req.artifact;
@@ -68,6 +77,9 @@ export function createJobService(options: {
           },
         ]);
       }
+      // The same checks as ArtifactService.Announce: a job's announcement is stored alike.
+      checkName(a.name, "artifact.name");
+      checkPartitions(a.partitions, "artifact.partitions");
       const namespace = engine.runNamespace(ctx.runId) ?? "default";
       const [stored] = await engine.announce([
         {
@@ -90,6 +102,6 @@ export function createJobService(options: {
           revision: stored?.revision ?? 1,
         },
       };
-    },
+    }),
   };
 }

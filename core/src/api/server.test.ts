@@ -31,6 +31,7 @@ import { CliContext, KaonClientError } from "../cli/client.js";
 import { createLogger } from "../log.js";
 import { Authenticator, type CallContextExt, StepTokens } from "./auth.js";
 import { InvalidArgumentError, violation } from "./errors.js";
+import { leanUnary } from "./lean-unary.js";
 import { registerService, type ServiceRegistration } from "./registration.js";
 import { startServer } from "./server.js";
 import { startTestKaon, type TestKaon } from "./testing.js";
@@ -122,11 +123,26 @@ const runs = implement(RunServiceDefinition, {
   },
 });
 
+/** What the stand-in's lean Report saw of its call context, by sequence. */
+const leanContexts = new Map<number, string[]>();
+
 const jobs = implement(JobServiceDefinition, {
   getContext: async (_request: unknown, context: CallContextExt) => {
     if (context.auth.kind !== "step") throw new ServerError(Status.PERMISSION_DENIED, "not a step");
     return { runId: context.auth.runId, path: context.auth.path, attempt: context.auth.attempt };
   },
+  // Served by the lean path over gRPC (lean-unary.ts), by the gateway over HTTP.
+  report: leanUnary(async (request: { sequence: number }, context) => {
+    leanContexts.set(request.sequence, Object.keys(context).sort());
+    if (request.sequence === 2) {
+      throw new InvalidArgumentError("bad batch", [
+        violation("items[0]", "lean violation", "a hint"),
+      ]);
+    }
+    if (request.sequence === 3) throw new Error("secret detail of a lean bug");
+    if (request.sequence === 4) throw new ServerError(Status.NOT_FOUND, "lean not found");
+    return { appliedSequence: request.sequence };
+  }),
 });
 
 let t: TestKaon;
@@ -346,6 +362,63 @@ describe("step tokens", () => {
     const token = other.issue({ runId: "r", path: "p", attempt: 1 });
     expect(other.verify(token)).toEqual({ runId: "r", path: "p", attempt: 1 });
     expect(t.kaon.stepTokens.verify(token)).toBeNull();
+  });
+});
+
+describe("lean unary path (JobService)", () => {
+  it("answers leanUnary methods without nice-grpc's call context, with the same auth and error contract", async () => {
+    const admin = t.client(JobServiceDefinition);
+    expect((await admin.report({ sequence: 1, items: [] })).appliedSequence).toBe(1);
+    // The lean path hands the method only the caller's identity.
+    expect(leanContexts.get(1)).toEqual(["auth"]);
+
+    const ctx = new CliContext(() => ({ address: t.kaon.grpcAddress, token: t.adminToken }));
+    try {
+      const error = await ctx
+        .client(JobServiceDefinition)
+        .report({ sequence: 2, items: [] })
+        .catch((e) => e);
+      expect(error).toBeInstanceOf(KaonClientError);
+      expect(error.code).toBe(Status.INVALID_ARGUMENT);
+      expect(error.violations).toEqual([
+        { field: "items[0]", description: "lean violation", hint: "a hint" },
+      ]);
+      expect(ctx.describeError(error).message).toBe(
+        "bad batch\n  items[0]: lean violation (a hint)",
+      );
+    } finally {
+      ctx.close();
+    }
+
+    const internal = await admin.report({ sequence: 3, items: [] }).catch((e) => e);
+    expect(internal.code).toBe(Status.INTERNAL);
+    expect(internal.details).toBe("internal error (see server log)");
+    const logged = t.logs.find(
+      (l) => l.msg === "unexpected error in handler" && l.method === "/kaon.v1.JobService/Report",
+    );
+    expect(JSON.stringify(logged?.err)).toContain("secret detail of a lean bug");
+
+    const notFound = await admin.report({ sequence: 4, items: [] }).catch((e) => e);
+    expect(notFound.code).toBe(Status.NOT_FOUND);
+    expect(notFound.details).toBe("lean not found");
+
+    // Authentication runs first, as for every other method.
+    const anonymous = await t
+      .client(JobServiceDefinition, null)
+      .report({ sequence: 5, items: [] })
+      .catch((e) => e);
+    expect(anonymous.code).toBe(Status.UNAUTHENTICATED);
+    expect(anonymous.details).toContain("missing credentials");
+    expect(leanContexts.has(5)).toBe(false);
+
+    // The gateway calls the same implementation, with its full context.
+    const http = await t.http("/v1/JobService/Report", {
+      method: "POST",
+      body: JSON.stringify({ sequence: 6, items: [] }),
+      headers: { "content-type": "application/json" },
+    });
+    expect(http.status).toBe(200);
+    expect(await http.json()).toEqual({ appliedSequence: "6" });
   });
 });
 

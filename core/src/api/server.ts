@@ -26,6 +26,7 @@ import { type Authenticator, authMiddleware } from "./auth.js";
 import { serverProtoset } from "./descriptors.js";
 import { errorMiddleware } from "./error-handling.js";
 import { createGateway, type FallbackHandler, type GatewayRoute } from "./gateway.js";
+import { leanMethods, leanUnaryInterceptor } from "./lean-unary.js";
 import type { ServiceRegistration } from "./registration.js";
 
 export interface StartServerOptions {
@@ -78,11 +79,17 @@ export async function startServer(options: StartServerOptions): Promise<KaonServ
   const shutdownController = new AbortController();
 
   const health = HealthState();
+  const grpcLog = log.child({ component: "grpc" });
   const grpc = createServer({
     "grpc.max_receive_message_length": config.maxHttpBodyBytes,
     // Channelz keeps per-call statistics nobody here reads; it cost ~4 % of a Report call.
     "grpc.enable_channelz": 0,
-  }).use(errorMiddleware(log.child({ component: "grpc" }), shutdownController.signal));
+    // Methods marked leanUnary (JobService) are answered here, without nice-grpc's per-call
+    // machinery; same auth, implementation and error contract (see lean-unary.ts).
+    interceptors: [
+      leanUnaryInterceptor({ methods: leanMethods(services), authenticator, log: grpcLog }),
+    ],
+  }).use(errorMiddleware(grpcLog, shutdownController.signal));
   grpc.add(HealthDefinition, HealthServiceImpl(health));
   grpc.add(
     ServerReflectionService,

@@ -2734,6 +2734,8 @@ export class Engine {
       attempt: live.attempt.number,
       params: live.step.params ?? {},
       runTs: run.runTs,
+      // The SDKs number their next Report batch from here (a second reporter of the attempt).
+      appliedSequence: live.attempt.reportSeq,
     };
   }
 
@@ -2746,9 +2748,16 @@ export class Engine {
         `attempt ${id.attempt} of step '${id.path}' in run '${id.runId}' is not running; its token no longer works`,
       );
     const { step, attempt } = live;
-    if (sequence <= attempt.reportSeq) return attempt.reportSeq;
+    if (sequence <= attempt.reportSeq) {
+      // A repeat (a client retry racing its first call): the batch that set reportSeq may
+      // still be on its way to the database, and "applied" must mean durable.
+      const applied = attempt.reportSeq;
+      await this.journal.committed();
+      return applied;
+    }
     for (let i = 0; i < items.length; i++) validateReportItem(items[i] as ReportItem, i);
-    for (const item of items) this.applyReportItem(step, item);
+    checkStepReportBounds(step, items);
+    this.applyReportItems(step, items);
     attempt.reportSeq = sequence;
     this.journal.attempt(attempt);
     await this.journal.committed();
@@ -2776,79 +2785,109 @@ export class Engine {
   }
 
   private applyReportItem(step: StepState, item: ReportItem): void {
-    const k = item.kind;
-    if (!k) return;
+    this.applyReportItems(step, [item]);
+  }
+
+  /**
+   * Applies report items in order, each with its event, and serialises the step's outputs
+   * and reports once for the whole batch (not once per item: a batch of 500 counters would
+   * otherwise re-encode the step's reports 500 times).
+   */
+  private applyReportItems(step: StepState, items: readonly ReportItem[]): void {
     const run = step.scope.run;
     const now = this.now();
-    let data: Record<string, unknown> | undefined;
-    switch (k.$case) {
-      case "output":
-        this.setOutput(step, k.value.name, (k.value.value ?? null) as JsonValue);
-        data = { k: "output", n: k.value.name, v: k.value.value ?? null };
-        break;
-      case "progress":
-        step.progress = Math.max(0, Math.min(100, k.value.percent));
-        step.message = k.value.message;
-        this.journal.step(step);
-        data = { k: "progress", p: step.progress, m: k.value.message };
-        break;
-      case "milestone":
-        this.ensureReports(step).milestones.push({ name: k.value, time: now });
-        data = { k: "milestone", n: k.value };
-        break;
-      case "link": {
-        const r = this.ensureReports(step);
-        r.links = r.links.filter((l) => l.name !== k.value.name);
-        r.links.push({ name: k.value.name, url: k.value.url });
-        data = { k: "link", n: k.value.name, u: k.value.url };
-        break;
+    let outputs: Record<string, JsonValue> | undefined;
+    let reportsChanged = false;
+    let stepChanged = false;
+    for (const item of items) {
+      const k = item.kind;
+      if (!k) continue;
+      let data: Record<string, unknown>;
+      switch (k.$case) {
+        case "output": {
+          // Copy once per batch: other code may hold the previous outputs object.
+          outputs ??= { ...(step.outputs ?? {}) };
+          outputs[k.value.name] = (k.value.value ?? null) as JsonValue;
+          data = { k: "output", n: k.value.name, v: k.value.value ?? null };
+          break;
+        }
+        case "progress":
+          step.progress = Math.max(0, Math.min(100, k.value.percent));
+          step.message = k.value.message;
+          stepChanged = true;
+          data = { k: "progress", p: step.progress, m: k.value.message };
+          break;
+        case "milestone":
+          this.ensureReports(step).milestones.push({ name: k.value, time: now });
+          reportsChanged = true;
+          data = { k: "milestone", n: k.value };
+          break;
+        case "link": {
+          const r = this.ensureReports(step);
+          r.links = r.links.filter((l) => l.name !== k.value.name);
+          r.links.push({ name: k.value.name, url: k.value.url });
+          reportsChanged = true;
+          data = { k: "link", n: k.value.name, u: k.value.url };
+          break;
+        }
+        case "counter": {
+          const r = this.ensureReports(step);
+          r.counters[k.value.name] = (r.counters[k.value.name] ?? 0) + k.value.delta;
+          reportsChanged = true;
+          data = { k: "counter", n: k.value.name, d: k.value.delta };
+          break;
+        }
+        case "image": {
+          const r = this.ensureReports(step);
+          r.images = r.images.filter((i) => i.name !== k.value.name);
+          r.images.push({ name: k.value.name, mimeType: k.value.mimeType });
+          reportsChanged = true;
+          this.journal.image([
+            run.id,
+            step.path,
+            k.value.name,
+            k.value.mimeType,
+            Buffer.from(k.value.data),
+          ]);
+          data = { k: "image", n: k.value.name, t: k.value.mimeType };
+          break;
+        }
+        case "message": {
+          const r = this.ensureReports(step);
+          r.messages.push({ level: k.value.level || 2, text: k.value.text, time: now });
+          if (r.messages.length > MAX_KEPT_MESSAGES)
+            r.messages.splice(0, r.messages.length - MAX_KEPT_MESSAGES);
+          reportsChanged = true;
+          data = { k: "message", l: k.value.level || 2, x: k.value.text, ts: now };
+          break;
+        }
+        case "heartbeat":
+          if (step.attempt) step.attempt.lastHeartbeat = now;
+          continue;
+        default:
+          continue;
       }
-      case "counter": {
-        const r = this.ensureReports(step);
-        r.counters[k.value.name] = (r.counters[k.value.name] ?? 0) + k.value.delta;
-        data = { k: "counter", n: k.value.name, d: k.value.delta };
-        break;
-      }
-      case "image": {
-        const r = this.ensureReports(step);
-        r.images = r.images.filter((i) => i.name !== k.value.name);
-        r.images.push({ name: k.value.name, mimeType: k.value.mimeType });
-        this.journal.image([
-          run.id,
-          step.path,
-          k.value.name,
-          k.value.mimeType,
-          Buffer.from(k.value.data),
-        ]);
-        data = { k: "image", n: k.value.name, t: k.value.mimeType };
-        break;
-      }
-      case "message": {
-        const r = this.ensureReports(step);
-        r.messages.push({ level: k.value.level || 2, text: k.value.text, time: now });
-        if (r.messages.length > MAX_KEPT_MESSAGES)
-          r.messages.splice(0, r.messages.length - MAX_KEPT_MESSAGES);
-        data = { k: "message", l: k.value.level || 2, x: k.value.text, ts: now };
-        break;
-      }
-      case "heartbeat":
-        if (step.attempt) step.attempt.lastHeartbeat = now;
-        return;
+      this.journal.event(run, [
+        run.id,
+        run.nextSeq++,
+        now,
+        step.path,
+        EventKind.report,
+        0,
+        "",
+        JSON.stringify(data),
+      ]);
     }
-    if (k.$case !== "output" && k.$case !== "progress") {
+    if (outputs) {
+      step.outputs = outputs;
+      step.outputsJson = JSON.stringify(outputs);
+      stepChanged = true;
+    }
+    if (reportsChanged) {
       step.reportsJson = JSON.stringify(step.reports);
-      this.journal.step(step);
+      stepChanged = true;
     }
-    this.journal.event(run, [
-      run.id,
-      run.nextSeq++,
-      now,
-      step.path,
-      EventKind.report,
-      0,
-      "",
-      JSON.stringify(data),
-    ]);
+    if (stepChanged) this.journal.step(step);
   }
 
   // -------------------------------------------------------------------------------------
@@ -3679,14 +3718,55 @@ export class Engine {
   }
 }
 
-const MAX_IMAGE_BYTES = 1024 * 1024;
+/**
+ * Bounds of what a job can report (docs/engine.md, "Report limits"). Per item they keep one
+ * call cheap; per step they keep a step's row (outputs_json, reports_json re-encoded on every
+ * batch) and its images bounded however long a job runs. Chosen well above what a job shows in
+ * a UI or passes downstream (Airflow's XCom and Flyte's outputs are meant for small values
+ * too); bulk data belongs in artifacts.
+ */
+export const REPORT_LIMITS = {
+  /** Per item. */
+  outputBytes: MAX_OUTPUT_BYTES,
+  imageBytes: 1024 * 1024,
+  textBytes: 4096,
+  nameChars: 256,
+  urlChars: 8192,
+  /** Per step instance. */
+  outputs: 256,
+  outputsBytes: 4 * 1024 * 1024,
+  milestones: 1000,
+  links: 100,
+  counters: 1000,
+  images: 50,
+} as const;
+
+/** Message levels of run.proto MessageLevel (0 = unspecified, read as INFO). */
+const MAX_MESSAGE_LEVEL = 4;
+
+function reportError(i: number, msg: string, hint: string): EngineError {
+  return new EngineError("INVALID_ARGUMENT", `items[${i}]: ${msg}`, [
+    { field: `items[${i}]`, description: msg, hint },
+  ]);
+}
+
+function shown(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
+}
 
 function validateReportItem(item: ReportItem, i: number): void {
   const k = item.kind;
-  const bad = (msg: string) => {
-    throw new EngineError("INVALID_ARGUMENT", `items[${i}]: ${msg}`, [
-      { field: `items[${i}]`, description: msg, hint: "" },
-    ]);
+  const L = REPORT_LIMITS;
+  const bad = (msg: string, hint = "") => {
+    throw reportError(i, msg, hint);
+  };
+  const checkName = (what: string, name: string) => {
+    if (!name) bad(`${what} name is empty`);
+    if (name.length > L.nameChars)
+      bad(
+        `${what} name '${shown(name)}' is ${name.length} characters long, more than ${L.nameChars}`,
+        `use names of at most ${L.nameChars} characters`,
+      );
   };
   if (!k) {
     bad(
@@ -3696,39 +3776,185 @@ function validateReportItem(item: ReportItem, i: number): void {
   }
   switch (k.$case) {
     case "output": {
+      checkName("output", k.value.name);
       if (!OUTPUT_NAME.test(k.value.name))
         bad(`output name '${k.value.name}' must be letters, digits and _`);
       const size = Buffer.byteLength(JSON.stringify(k.value.value ?? null));
-      if (size > MAX_OUTPUT_BYTES)
-        bad(`output '${k.value.name}' is ${size} bytes, more than 64 KiB`);
+      if (size > L.outputBytes)
+        bad(
+          `output '${k.value.name}' is ${size} bytes, more than 64 KiB`,
+          "pass large data as an artifact (a URI) instead of an output",
+        );
       break;
     }
     case "progress":
       if (!Number.isFinite(k.value.percent) || k.value.percent < 0 || k.value.percent > 100) {
         bad(`progress ${k.value.percent} must be between 0 and 100`);
       }
+      if (Buffer.byteLength(k.value.message) > L.textBytes)
+        bad(
+          `progress message is ${Buffer.byteLength(k.value.message)} bytes, more than 4 KiB`,
+          "shorten the message",
+        );
       break;
     case "image":
+      checkName("image", k.value.name);
       if (k.value.mimeType !== "image/png" && k.value.mimeType !== "image/svg+xml") {
         bad(
           `image '${k.value.name}' has mime type '${k.value.mimeType}'; use image/png or image/svg+xml`,
         );
       }
-      if (k.value.data.length > MAX_IMAGE_BYTES)
+      if (k.value.data.length > L.imageBytes)
         bad(`image '${k.value.name}' is ${k.value.data.length} bytes, more than 1 MiB`);
       break;
     case "message":
-      if (Buffer.byteLength(k.value.text) > 4096) bad("message text is longer than 4 KiB");
+      if (Buffer.byteLength(k.value.text) > L.textBytes) bad("message text is longer than 4 KiB");
+      if (
+        !Number.isInteger(k.value.level) ||
+        k.value.level < 0 ||
+        k.value.level > MAX_MESSAGE_LEVEL
+      )
+        bad(
+          `message level ${k.value.level} is not a MessageLevel`,
+          "use 1 (debug), 2 (info), 3 (warning) or 4 (error)",
+        );
       break;
     case "link":
+      checkName("link", k.value.name);
       if (!/^https?:\/\//.test(k.value.url))
-        bad(`link '${k.value.name}' URL '${k.value.url}' must be absolute http(s)`);
+        bad(`link '${k.value.name}' URL '${shown(k.value.url)}' must be absolute http(s)`);
+      if (k.value.url.length > L.urlChars)
+        bad(
+          `link '${k.value.name}' URL is ${k.value.url.length} characters long, more than ${L.urlChars}`,
+        );
       break;
     case "milestone":
-      if (!k.value) bad("milestone name is empty");
+      checkName("milestone", k.value);
+      break;
+    case "counter":
+      checkName("counter", k.value.name);
+      if (!Number.isFinite(k.value.delta))
+        bad(`counter '${k.value.name}' delta ${k.value.delta} is not a finite number`);
       break;
     default:
       break;
+  }
+}
+
+/**
+ * The per-step bounds, checked for a whole batch before any of it is applied (a batch is
+ * applied completely or not at all): the first item that would take the step past a limit is
+ * named, with the limit.
+ */
+function checkStepReportBounds(step: StepState, items: readonly ReportItem[]): void {
+  const L = REPORT_LIMITS;
+  const r = step.reports;
+  const outputs = step.outputs ?? {};
+  // The step's counts and sizes are taken only when the batch has an item of their kind (-1
+  // until then), so a call costs O(its items) unless it adds outputs or new counter names.
+  let outputCount = -1;
+  // Encoded size of the outputs object, kept up to date item by item.
+  let outputBytes = -1;
+  let milestones = r?.milestones.length ?? 0;
+  let links = r?.links.length ?? 0;
+  let counters = -1;
+  let images = r?.images.length ?? 0;
+  let newOutputs: Map<string, number> | undefined;
+  let newNames: Set<string> | undefined;
+  const fresh = (kind: string, name: string, known: boolean): boolean => {
+    if (known) return false;
+    newNames ??= new Set();
+    const key = `${kind}\0${name}`;
+    if (newNames.has(key)) return false;
+    newNames.add(key);
+    return true;
+  };
+  const over = (i: number, msg: string, hint: string) => {
+    throw reportError(i, msg, hint);
+  };
+  for (let i = 0; i < items.length; i++) {
+    const k = (items[i] as ReportItem).kind;
+    if (!k) continue;
+    switch (k.$case) {
+      case "output": {
+        const name = k.value.name;
+        const size = Buffer.byteLength(JSON.stringify(k.value.value ?? null));
+        if (outputBytes < 0) {
+          outputCount = Object.keys(outputs).length;
+          outputBytes = step.outputsJson ? Buffer.byteLength(step.outputsJson) : 2;
+        }
+        newOutputs ??= new Map();
+        const before =
+          newOutputs.get(name) ??
+          (Object.hasOwn(outputs, name)
+            ? Buffer.byteLength(JSON.stringify(outputs[name] ?? null))
+            : undefined);
+        if (before === undefined) {
+          outputCount++;
+          // "name": value, (quotes, colon, comma)
+          outputBytes += Buffer.byteLength(name) + 4 + size;
+          if (outputCount > L.outputs)
+            over(
+              i,
+              `output '${name}' would be output number ${outputCount} of this step; a step has at most ${L.outputs} outputs`,
+              "put many values into one output (a list or an object), or write an artifact",
+            );
+        } else {
+          outputBytes += size - before;
+        }
+        newOutputs.set(name, size);
+        if (outputBytes > L.outputsBytes)
+          over(
+            i,
+            `output '${name}' would make this step's outputs ${outputBytes} bytes; a step's outputs are at most ${L.outputsBytes} bytes (4 MiB) in all`,
+            "pass large data as an artifact (a URI) instead of outputs",
+          );
+        break;
+      }
+      case "milestone":
+        if (++milestones > L.milestones)
+          over(
+            i,
+            `milestone '${shown(k.value)}' would be milestone number ${milestones} of this step; a step has at most ${L.milestones} milestones`,
+            "report milestones for phases, and progress or counters for items",
+          );
+        break;
+      case "link":
+        if (
+          fresh("link", k.value.name, r?.links.some((l) => l.name === k.value.name) ?? false) &&
+          ++links > L.links
+        )
+          over(
+            i,
+            `link '${shown(k.value.name)}' would be link number ${links} of this step; a step has at most ${L.links} links`,
+            "reuse a link name to replace its URL",
+          );
+        break;
+      case "counter":
+        if (!fresh("counter", k.value.name, r ? Object.hasOwn(r.counters, k.value.name) : false))
+          break;
+        if (counters < 0) counters = r ? Object.keys(r.counters).length : 0;
+        if (++counters > L.counters)
+          over(
+            i,
+            `counter '${shown(k.value.name)}' would be counter number ${counters} of this step; a step has at most ${L.counters} counters`,
+            "use fewer counter names (a counter adds up its deltas)",
+          );
+        break;
+      case "image":
+        if (
+          fresh("image", k.value.name, r?.images.some((im) => im.name === k.value.name) ?? false) &&
+          ++images > L.images
+        )
+          over(
+            i,
+            `image '${shown(k.value.name)}' would be image number ${images} of this step; a step has at most ${L.images} images`,
+            "reuse an image name to replace the image",
+          );
+        break;
+      default:
+        break;
+    }
   }
 }
 
