@@ -230,6 +230,11 @@ export class Engine {
   private readonly pending = new Map<number, PendingTask[]>();
   private pendingCount = 0;
   private pendingSeq = 0;
+  /**
+   * Steps holding a slot of their run's step-type concurrency limit (the `holdsTypeSlot`
+   * flag): a slot is released once, by whichever end comes first, stop included.
+   */
+  private readonly typeSlotHolders = new WeakSet<StepState>();
   /** Steps waiting for an artifact, by `ns\0name\0partitionKey`. */
   private readonly artifactWaiters = new Map<string, Set<StepState>>();
   /** Parent subworkflow steps by child run id. */
@@ -992,16 +997,16 @@ export class Engine {
         return;
       }
       run.runningByType.set(step.type, running + 1);
+      this.typeSlotHolders.add(step);
     }
     if (type.kind === "inline") this.runInline(step, type);
     else this.queueTask(step, type);
   }
 
   private releaseTypeSlot(step: StepState): void {
+    if (!this.typeSlotHolders.delete(step)) return;
     const run = step.scope.run;
-    const limit = this.typeLimit(run, step.type);
-    if (limit <= 0) return;
-    run.runningByType.set(step.type, Math.max(0, (run.runningByType.get(step.type) ?? 1) - 1));
+    run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 1) - 1);
     const q = run.typeWaiters.get(step.type);
     while (q && q.length > 0) {
       const next = q.shift() as StepState;
@@ -1807,6 +1812,8 @@ export class Engine {
       step.timer = undefined;
     }
     if (step.queued) step.queued = false;
+    // A step stopped while queued for resources holds its slot without an attempt to end.
+    this.releaseTypeSlot(step);
     if (step.status === StepStatus.STEP_STATUS_WAITING_FOR_DATA) this.unwaitData(step);
     let arrivals: Arrival[] = [];
     let finalStatus = status;
@@ -3304,6 +3311,7 @@ export class Engine {
     if (this.typeLimit(step.scope.run, step.type) > 0) {
       const run = step.scope.run;
       run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 0) + 1);
+      this.typeSlotHolders.add(step);
     }
     if (a.kind === "inline") {
       // Inline work lived in the dead process: record it as lost and run it again.

@@ -1,0 +1,74 @@
+// Regression tests for the scheduler review (docs/review-scheduler.md), each through a real
+// server (createKaon), the real local agent and real processes over a 4-cpu pool whose one
+// agent has the attribute pool=test. Steps that must hold resources wait on a gate file.
+import { join } from "node:path";
+import { type RunEvent, RunStatus, StepStatus } from "@kaon/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ClusterKaon, openGate, startClusterKaon, waitForGate } from "./support.js";
+
+let k: ClusterKaon;
+const gates: string[] = [];
+
+beforeAll(async () => {
+  k = await startClusterKaon();
+});
+afterAll(async () => {
+  for (const g of gates) openGate(g); // never leave a job blocked behind a failed assertion
+  await k?.stop();
+});
+
+function gate(name: string): string {
+  const path = join(k.dataDir, `gate-${name}`);
+  gates.push(path);
+  return path;
+}
+
+const reached = (path: string, status: StepStatus) => (events: RunEvent[]) =>
+  events.some(
+    (e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status,
+  );
+
+/** Starts a run of a one-step workflow holding `cpus` until the gate opens; returns its id. */
+async function hog(name: string, cpus: number): Promise<{ runId: string; gate: string }> {
+  const g = gate(name);
+  await k.deploy({
+    id: name,
+    steps: [{ id: "hog", type: "command", config: { shell: waitForGate(g) }, resources: { cpus } }],
+  });
+  const runId = (await k.runs.startRun({ workflowId: name, params: {} })).run?.id as string;
+  await k.watchUntil(runId, reached("hog", StepStatus.STEP_STATUS_RUNNING));
+  return { runId, gate: g };
+}
+
+describe("scheduler review", () => {
+  it("Q3: StopStep on a step queued for resources frees its step-type slot", async () => {
+    const h = await hog("q3-hog", 3);
+    await k.deploy({
+      id: "q3-limited",
+      stepTypeConcurrency: { command: 1 },
+      steps: [
+        { id: "q", type: "command", config: { shell: "true" }, resources: { cpus: 2 } },
+        { id: "r", type: "command", config: { shell: "true" }, resources: { cpus: 1 } },
+      ],
+    });
+    const runId = (await k.runs.startRun({ workflowId: "q3-limited", params: {} })).run
+      ?.id as string;
+    // q took the one 'command' slot and waits for 2 cpus; r waits for the slot.
+    await k.watchUntil(
+      runId,
+      (evs) =>
+        reached("q", StepStatus.STEP_STATUS_QUEUED)(evs) &&
+        reached("r", StepStatus.STEP_STATUS_QUEUED)(evs),
+    );
+    const r = (await k.runs.getStep({ runId, path: "r" })).step;
+    expect(r?.reason).toContain("step type 'command' limit 1");
+    await k.runs.stopStep({ runId, path: "q" });
+    const { run } = await k.finish(runId, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_STOPPED);
+    expect((await k.runs.getStep({ runId, path: "r" })).step?.status).toBe(
+      StepStatus.STEP_STATUS_SUCCEEDED,
+    );
+    openGate(h.gate);
+    expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+});
