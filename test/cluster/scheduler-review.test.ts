@@ -24,9 +24,7 @@ function gate(name: string): string {
 }
 
 const reached = (path: string, status: StepStatus) => (events: RunEvent[]) =>
-  events.some(
-    (e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status,
-  );
+  events.some((e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status);
 
 /** Starts a run of a one-step workflow holding `cpus` until the gate opens; returns its id. */
 async function hog(name: string, cpus: number): Promise<{ runId: string; gate: string }> {
