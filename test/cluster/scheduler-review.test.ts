@@ -69,4 +69,47 @@ describe("scheduler review", () => {
     openGate(h.gate);
     expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
   });
+
+  it("Q1: a step whose constraints no agent meets fails at once and holds up nothing", async () => {
+    // More iterations than the matcher's miss limit (32), at a higher priority than the rest.
+    await k.deploy({
+      id: "q1-gpu",
+      priority: 10,
+      steps: [
+        {
+          id: "each",
+          type: "foreach",
+          foreach: {
+            axes: [{ name: "i", values: Array.from({ length: 40 }, (_, i) => i) }],
+            body: [
+              {
+                id: "t",
+                type: "command",
+                config: { shell: "true" },
+                constraints: [
+                  { attribute: "pool", operator: "CONSTRAINT_OPERATOR_EQUALS", value: "gpu" },
+                ],
+              },
+            ],
+          },
+        },
+      ],
+    });
+    await k.deploy({
+      id: "q1-tiny",
+      steps: [{ id: "t", type: "command", config: { shell: "true" }, resources: { cpus: 0.1 } }],
+    });
+    const gpu = (await k.runs.startRun({ workflowId: "q1-gpu", params: {} })).run?.id as string;
+    const tiny = (await k.runs.startRun({ workflowId: "q1-tiny", params: {} })).run?.id as string;
+    expect((await k.finish(tiny, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    const { run } = await k.finish(gpu, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const step = (await k.runs.getStep({ runId: gpu, path: "each[0]/t" })).step;
+    expect(step?.status).toBe(StepStatus.STEP_STATUS_FAILED);
+    expect(step?.reason).toBe(
+      'can never run: no agent meets its constraint pool EQUALS "gpu": agent cluster-test has pool=test',
+    );
+    const queue = await k.cluster.listQueue({ namespace: "", pageSize: 0, pageToken: "" });
+    expect(queue.entries).toEqual([]);
+  });
 });

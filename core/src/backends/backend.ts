@@ -2,6 +2,7 @@
 // backend (this machine) and the mesos backend (a cluster) are interchangeable: resources
 // come in as offers, the scheduler answers with launches or declines, and task status
 // updates flow back. Adding another backend (Kubernetes, ...) must not touch the engine.
+import type { Constraint } from "@kaon/proto";
 
 /** Scalar resources, in the units of the proto `Resources` message (MiB for mem/disk). */
 export interface ResourceAmounts {
@@ -95,6 +96,14 @@ export interface ComputeBackend {
    * cannot is rejected with a clear error instead of waiting for an offer forever.
    */
   fitsEver(resources: ResourceAmounts): boolean;
+  /**
+   * Why a task of this size with these hard constraints can never be placed, as words for
+   * the step's reason: the resource or constraint, and what the agents have. Undefined when
+   * it could be placed on an idle cluster, and also when the backend cannot tell (a cluster
+   * backend that has seen no agent yet): only a sure "never" fails a step. Optional; without
+   * it the engine asks fitsEver.
+   */
+  whyNeverFits?(resources: ResourceAmounts, constraints: readonly Constraint[]): string | undefined;
   /** Asks for a task to be killed; a KILLED (or terminal) status follows. */
   kill(taskId: string): void;
   /** Asks for the latest status of these tasks (empty list: every task the backend knows). */

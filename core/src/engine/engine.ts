@@ -1244,13 +1244,10 @@ export class Engine {
   private queueTask(step: StepState, type: ProcessStepType): void {
     const number = step.attemptCount + 1;
     const resources = this.resourcesOf(step);
-    if (!this.opts.backend.fitsEver(resources)) {
+    const never = this.whyNeverFits(step, resources);
+    if (never !== undefined) {
       this.releaseTypeSlot(step);
-      this.finishStep(
-        step,
-        StepStatus.STEP_STATUS_FAILED,
-        `can never run: it needs cpus ${resources.cpus}, mem ${resources.memMb} MiB, gpus ${resources.gpus}, more than any agent has in total`,
-      );
+      this.finishStep(step, StepStatus.STEP_STATUS_FAILED, `can never run: ${never}`);
       return;
     }
     const dir = this.attemptDir(step, number);
@@ -1325,6 +1322,17 @@ export class Engine {
     } catch (err) {
       onPlanError(err as Error);
     }
+  }
+
+  /**
+   * Why no agent could ever take this step (its size or its hard constraints), or undefined:
+   * such a step fails at once rather than wait for ever at the head of the queue.
+   */
+  private whyNeverFits(step: StepState, resources: ResourceAmounts): string | undefined {
+    const backend = this.opts.backend;
+    if (backend.whyNeverFits) return backend.whyNeverFits(resources, step.node.step.constraints);
+    if (backend.fitsEver(resources)) return undefined;
+    return `it needs cpus ${resources.cpus}, mem ${resources.memMb} MiB, gpus ${resources.gpus}, more than any agent has in total`;
   }
 
   private *pendingInOrder(): Generator<PendingTask> {
