@@ -112,4 +112,27 @@ describe("scheduler review", () => {
     const queue = await k.cluster.listQueue({ namespace: "", pageSize: 0, pageToken: "" });
     expect(queue.entries).toEqual([]);
   });
+
+  it("Q5: new work that fits free resources does not wait out a declined offer's refusal", async () => {
+    const h = await hog("q5-hog", 3);
+    await k.deploy({
+      id: "q5-big",
+      steps: [{ id: "big", type: "command", config: { shell: "true" }, resources: { cpus: 2 } }],
+    });
+    await k.deploy({
+      id: "q5-small",
+      steps: [{ id: "small", type: "command", config: { shell: "true" }, resources: { cpus: 1 } }],
+    });
+    // big is queued in the same commit as the pass that declined the 1 free cpu for it; the
+    // local backend then refuses to offer that cpu again for 5 s unless asked to revive.
+    const big = (await k.runs.startRun({ workflowId: "q5-big", params: {} })).run?.id as string;
+    await k.watchUntil(big, reached("big", StepStatus.STEP_STATUS_QUEUED));
+    const started = Date.now();
+    const small = (await k.runs.startRun({ workflowId: "q5-small", params: {} })).run?.id as string;
+    expect((await k.finish(small, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect(Date.now() - started).toBeLessThan(2500);
+    openGate(h.gate);
+    expect((await k.finish(big)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
 });

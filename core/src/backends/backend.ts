@@ -110,7 +110,11 @@ export interface ComputeBackend {
   reconcile(tasks: Array<{ taskId: string; agentId?: string }>): void;
   /** Stop sending offers (nothing is pending). */
   suppress(): void;
-  /** Resume sending offers (work arrived). */
+  /**
+   * Resume sending offers (work arrived), ignoring earlier refusals. The engine calls it at
+   * most once per matching pass, when a task is queued while it holds no offer; a backend
+   * for which it is costly (Mesos REVIVE clears every filter) throttles it.
+   */
   revive(): void;
   /** Disconnects. Running tasks keep running (they are re-adopted on the next start). */
   stop(): Promise<void>;

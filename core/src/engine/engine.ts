@@ -230,6 +230,8 @@ export class Engine {
   private readonly pending = new Map<number, PendingTask[]>();
   private pendingCount = 0;
   private pendingSeq = 0;
+  /** Whether the backend was revived since the last matching pass (at most once per pass). */
+  private revivedSincePass = false;
   /**
    * Steps holding a slot of their run's step-type concurrency limit (the `holdsTypeSlot`
    * flag): a slot is released once, by whichever end comes first, stop included.
@@ -1307,7 +1309,7 @@ export class Engine {
       }
       q.push(task);
       this.pendingCount++;
-      if (this.pendingCount === 1) this.opts.backend.revive();
+      if (this.pendingCount === 1 || this.offers.size === 0) this.reviveOnce();
       this.journal.touch("sched");
     };
     const onPlanError = (err: Error) => {
@@ -1367,8 +1369,20 @@ export class Engine {
     this.journal.touch("sched");
   }
 
+  /**
+   * Asks the backend for offers, at most once between two matching passes: when work is
+   * queued while no offer is held, the backend may be refusing after a decline (5 s) while
+   * resources the new task could use sit free.
+   */
+  private reviveOnce(): void {
+    if (this.revivedSincePass) return;
+    this.revivedSincePass = true;
+    this.opts.backend.revive();
+  }
+
   /** Runs once per tick before the flush: places queued tasks on held offers. */
   private placeTasks(): void {
+    this.revivedSincePass = false;
     if (this.pendingCount === 0) return;
     // Drop tasks whose step moved on (stopped while queued).
     for (const t of [...this.pendingInOrder()]) {
