@@ -135,4 +135,34 @@ describe("scheduler review", () => {
     expect((await k.finish(big)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
   });
+
+  it("Q2: a step whose command and environment exceed 1 MiB fails at plan time, never launched", async () => {
+    // Each scalar param becomes a KAON_PARAM_* variable: 12 of 100 kB and one of 50 kB.
+    await k.deploy({
+      id: "q2-huge",
+      params: [{ name: "s", type: "PARAM_TYPE_STRING", value: "x".repeat(50_000) }],
+      steps: [
+        {
+          id: "t",
+          type: "command",
+          config: { shell: "true" },
+          params: Array.from({ length: 12 }, (_, i) => ({
+            name: `p${i}`,
+            type: "PARAM_TYPE_STRING",
+            expr: "params.s + params.s",
+          })),
+        },
+      ],
+    });
+    const runId = (await k.runs.startRun({ workflowId: "q2-huge", params: {} })).run?.id as string;
+    const { run } = await k.finish(runId, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const step = (await k.runs.getStep({ runId, path: "t" })).step;
+    expect(step?.status).toBe(StepStatus.STEP_STATUS_FAILED);
+    expect(step?.reason).toMatch(
+      /^the launch request is too large: its command and environment take 1\.\d MiB, over the limit of 1 MiB/,
+    );
+    expect(step?.reason).toContain("KAON_PARAM_");
+    expect(step?.attempts ?? []).toEqual([]);
+  });
 });

@@ -29,6 +29,7 @@ import type {
   TaskSpec,
   TaskStatus,
 } from "../backends/backend.js";
+import { launchTooLarge } from "../backends/backend.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import type { ExprScope } from "../model/expr/index.js";
@@ -203,6 +204,10 @@ function durationMs(d: { seconds: number; nanos: number } | undefined): number {
 function stepStatusName(s: StepStatus): string {
   return (StepStatus[s] ?? "").replace("STEP_STATUS_", "");
 }
+
+/** Why a step's launch grows large, for the message of a step whose launch is too large. */
+const LARGE_PARAMS_HINT =
+  "each scalar param becomes a KAON_PARAM_<NAME> environment variable; pass large values in files or artifacts";
 
 function isScalar(v: JsonValue): v is string | number | boolean {
   return typeof v === "string" || typeof v === "number" || typeof v === "boolean";
@@ -1301,6 +1306,11 @@ export class Engine {
           stderrPath: join(dir, "stderr"),
         },
       };
+      const tooLarge = launchTooLarge(task.spec);
+      if (tooLarge !== undefined) {
+        this.failStep(step, `${tooLarge} (${LARGE_PARAMS_HINT})`);
+        return;
+      }
       const prio = run.priority;
       let q = this.pending.get(prio);
       if (!q) {
