@@ -205,7 +205,7 @@ function stepStatusName(s: StepStatus): string {
   return (StepStatus[s] ?? "").replace("STEP_STATUS_", "");
 }
 
-/** Why a step's launch grows large, for the message of a step whose launch is too large. */
+/** Ends the message of a too-large launch: what makes launches large, and the way out. */
 const LARGE_PARAMS_HINT =
   "each scalar param becomes a KAON_PARAM_<NAME> environment variable; pass large values in files or artifacts";
 
