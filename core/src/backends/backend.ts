@@ -2,6 +2,7 @@
 // backend (this machine) and the mesos backend (a cluster) are interchangeable: resources
 // come in as offers, the scheduler answers with launches or declines, and task status
 // updates flow back. Adding another backend (Kubernetes, ...) must not touch the engine.
+import type { Constraint } from "@kaon/proto";
 
 /** Scalar resources, in the units of the proto `Resources` message (MiB for mem/disk). */
 export interface ResourceAmounts {
@@ -39,6 +40,52 @@ export interface TaskSpec {
   /** Files that receive the process's stdout and stderr (appended). */
   stdoutPath: string;
   stderrPath: string;
+}
+
+/**
+ * What one task's command and environment may take. Linux refuses an exec whose arguments
+ * and environment exceed ARG_MAX (a quarter of the stack limit: about 2 MiB) in all, or 128
+ * KiB in one string (MAX_ARG_STRLEN); the local agent reads a launch as one line of at most
+ * 16 MiB (JSON escaping at most sextuples a byte). A launch within these bounds fits all three.
+ */
+export const MAX_LAUNCH_BYTES = 1024 * 1024;
+export const MAX_LAUNCH_STRING_BYTES = 128 * 1024;
+
+/** Why a task's command and environment are too large to launch, or undefined. */
+export function launchTooLarge(spec: Pick<TaskSpec, "command" | "env">): string | undefined {
+  const cmd = spec.command;
+  const args = cmd.kind === "shell" ? [cmd.script] : cmd.argv;
+  const what = cmd.kind === "shell" ? "its shell script" : "an argument of its command";
+  let total = 0;
+  for (const a of args) {
+    const n = Buffer.byteLength(a) + 1;
+    if (n > MAX_LAUNCH_STRING_BYTES) return tooLong(what, n);
+    total += n;
+  }
+  for (const [k, v] of Object.entries(spec.env)) {
+    const n = Buffer.byteLength(k) + Buffer.byteLength(v) + 2; // KEY=VALUE and a NUL
+    if (n > MAX_LAUNCH_STRING_BYTES) return tooLong(`environment variable ${k}`, n);
+    total += n;
+  }
+  if (total <= MAX_LAUNCH_BYTES) return undefined;
+  const largest = Object.entries(spec.env)
+    .map(([k, v]) => ({ k, n: Buffer.byteLength(v) }))
+    .sort((a, b) => b.n - a.n)
+    .slice(0, 3)
+    .map(({ k, n }) => `${k} (${byteSize(n)})`);
+  return (
+    `the launch request is too large: its command and environment take ${byteSize(total)}, ` +
+    `over the limit of ${byteSize(MAX_LAUNCH_BYTES)}; the largest variables: ${largest.join(", ")}`
+  );
+}
+
+function tooLong(what: string, n: number): string {
+  return `the launch request is too large: ${what} takes ${byteSize(n)}, over the limit of ${byteSize(MAX_LAUNCH_STRING_BYTES)} for one string`;
+}
+
+function byteSize(n: number): string {
+  const [unit, size] = n >= 1024 * 1024 ? ["MiB", n / 1024 / 1024] : ["KiB", n / 1024];
+  return `${Number.isInteger(size) ? size : size.toFixed(1)} ${unit}`;
 }
 
 export type TaskState =
@@ -95,13 +142,25 @@ export interface ComputeBackend {
    * cannot is rejected with a clear error instead of waiting for an offer forever.
    */
   fitsEver(resources: ResourceAmounts): boolean;
+  /**
+   * Why a task of this size with these hard constraints can never be placed, as words for
+   * the step's reason: the resource or constraint, and what the agents have. Undefined when
+   * it could be placed on an idle cluster, and also when the backend cannot tell (a cluster
+   * backend that has seen no agent yet): only a sure "never" fails a step. Optional; without
+   * it the engine asks fitsEver.
+   */
+  whyNeverFits?(resources: ResourceAmounts, constraints: readonly Constraint[]): string | undefined;
   /** Asks for a task to be killed; a KILLED (or terminal) status follows. */
   kill(taskId: string): void;
   /** Asks for the latest status of these tasks (empty list: every task the backend knows). */
   reconcile(tasks: Array<{ taskId: string; agentId?: string }>): void;
   /** Stop sending offers (nothing is pending). */
   suppress(): void;
-  /** Resume sending offers (work arrived). */
+  /**
+   * Resume sending offers (work arrived), ignoring earlier refusals. The engine calls it at
+   * most once per matching pass, when a task is queued while it holds no offer; a backend
+   * for which it is costly (Mesos REVIVE clears every filter) throttles it.
+   */
   revive(): void;
   /** Disconnects. Running tasks keep running (they are re-adopted on the next start). */
   stop(): Promise<void>;

@@ -29,6 +29,7 @@ import type {
   TaskSpec,
   TaskStatus,
 } from "../backends/backend.js";
+import { launchTooLarge } from "../backends/backend.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import type { ExprScope } from "../model/expr/index.js";
@@ -252,6 +253,10 @@ function stepStatusName(s: StepStatus): string {
   return (StepStatus[s] ?? "").replace("STEP_STATUS_", "");
 }
 
+/** Ends the message of a too-large launch: what makes launches large, and the way out. */
+const LARGE_PARAMS_HINT =
+  "each scalar param becomes a KAON_PARAM_<NAME> environment variable; pass large values in files or artifacts";
+
 function isScalar(v: JsonValue): v is string | number | boolean {
   return typeof v === "string" || typeof v === "number" || typeof v === "boolean";
 }
@@ -278,6 +283,13 @@ export class Engine {
   private readonly pending = new Map<number, PendingTask[]>();
   private pendingCount = 0;
   private pendingSeq = 0;
+  /** Whether the backend was revived since the last matching pass (at most once per pass). */
+  private revivedSincePass = false;
+  /**
+   * Steps holding a slot of their run's step-type concurrency limit (the `holdsTypeSlot`
+   * flag): a slot is released once, by whichever end comes first, stop included.
+   */
+  private readonly typeSlotHolders = new WeakSet<StepState>();
   /** Steps waiting for an artifact, by `ns\0name\0partitionKey`. */
   private readonly artifactWaiters = new Map<string, Set<StepState>>();
   /** Parent subworkflow steps by child run id. */
@@ -1139,16 +1151,16 @@ export class Engine {
         return;
       }
       run.runningByType.set(step.type, running + 1);
+      this.typeSlotHolders.add(step);
     }
     if (type.kind === "inline") this.runInline(step, type);
     else this.queueTask(step, type);
   }
 
   private releaseTypeSlot(step: StepState): void {
+    if (!this.typeSlotHolders.delete(step)) return;
     const run = step.scope.run;
-    const limit = this.typeLimit(run, step.type);
-    if (limit <= 0) return;
-    run.runningByType.set(step.type, Math.max(0, (run.runningByType.get(step.type) ?? 1) - 1));
+    run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 1) - 1);
     const q = run.typeWaiters.get(step.type);
     while (q && q.length > 0) {
       const next = q.shift() as StepState;
@@ -1390,13 +1402,10 @@ export class Engine {
   private queueTask(step: StepState, type: ProcessStepType): void {
     const number = step.attemptCount + 1;
     const resources = this.resourcesOf(step);
-    if (!this.opts.backend.fitsEver(resources)) {
+    const never = this.whyNeverFits(step, resources);
+    if (never !== undefined) {
       this.releaseTypeSlot(step);
-      this.finishStep(
-        step,
-        StepStatus.STEP_STATUS_FAILED,
-        `can never run: it needs cpus ${resources.cpus}, mem ${resources.memMb} MiB, gpus ${resources.gpus}, more than any agent has in total`,
-      );
+      this.finishStep(step, StepStatus.STEP_STATUS_FAILED, `can never run: ${never}`);
       return;
     }
     const dir = this.attemptDir(step, number);
@@ -1448,6 +1457,11 @@ export class Engine {
           stderrPath: join(dir, "stderr"),
         },
       };
+      const tooLarge = launchTooLarge(task.spec);
+      if (tooLarge !== undefined) {
+        this.failStep(step, `${tooLarge} (${LARGE_PARAMS_HINT})`);
+        return;
+      }
       const prio = run.priority;
       let q = this.pending.get(prio);
       if (!q) {
@@ -1456,7 +1470,7 @@ export class Engine {
       }
       q.push(task);
       this.pendingCount++;
-      if (this.pendingCount === 1) this.opts.backend.revive();
+      if (this.pendingCount === 1 || this.offers.size === 0) this.reviveOnce();
       this.journal.touch("sched");
     };
     const onPlanError = (err: Error) => {
@@ -1472,6 +1486,17 @@ export class Engine {
     } catch (err) {
       onPlanError(err as Error);
     }
+  }
+
+  /**
+   * Why no agent could ever take this step (its size or its hard constraints), or undefined:
+   * such a step fails at once rather than wait for ever at the head of the queue.
+   */
+  private whyNeverFits(step: StepState, resources: ResourceAmounts): string | undefined {
+    const backend = this.opts.backend;
+    if (backend.whyNeverFits) return backend.whyNeverFits(resources, step.node.step.constraints);
+    if (backend.fitsEver(resources)) return undefined;
+    return `it needs cpus ${resources.cpus}, mem ${resources.memMb} MiB, gpus ${resources.gpus}, more than any agent has in total`;
   }
 
   private *pendingInOrder(): Generator<PendingTask> {
@@ -1506,8 +1531,20 @@ export class Engine {
     this.journal.touch("sched");
   }
 
+  /**
+   * Asks the backend for offers, at most once between two matching passes: when work is
+   * queued while no offer is held, the backend may be refusing after a decline (5 s) while
+   * resources the new task could use sit free.
+   */
+  private reviveOnce(): void {
+    if (this.revivedSincePass) return;
+    this.revivedSincePass = true;
+    this.opts.backend.revive();
+  }
+
   /** Runs once per tick before the flush: places queued tasks on held offers. */
   private placeTasks(): void {
+    this.revivedSincePass = false;
     if (this.pendingCount === 0) return;
     // Drop tasks whose step moved on (stopped while queued).
     for (const t of [...this.pendingInOrder()]) {
@@ -1991,6 +2028,8 @@ export class Engine {
       step.timer = undefined;
     }
     if (step.queued) step.queued = false;
+    // A step stopped while queued for resources holds its slot without an attempt to end.
+    this.releaseTypeSlot(step);
     if (step.status === StepStatus.STEP_STATUS_WAITING_FOR_DATA) this.unwaitData(step);
     let arrivals: Arrival[] = [];
     let finalStatus = status;
@@ -3618,6 +3657,7 @@ export class Engine {
       if (!step.attempt || !ACTIVE_STEP.has(step.status) || step.node.kind !== "task") continue;
       if (this.typeLimit(run, step.type) <= 0) continue;
       run.runningByType.set(step.type, (run.runningByType.get(step.type) ?? 0) + 1);
+      this.typeSlotHolders.add(step);
     }
   }
 

@@ -1,6 +1,6 @@
 import { ConstraintOperator } from "@kaon/proto";
 import { describe, expect, it } from "vitest";
-import { matchTasks, neverFits, type OfferSlot } from "./matcher.js";
+import { matchTasks, neverFits, type OfferSlot, unmetConstraints } from "./matcher.js";
 import { emptyUsage, QuotaGate, type QuotaLimits, UNLIMITED } from "./quota.js";
 
 const r = (cpus: number, memMb = 100) => ({ cpus, memMb, gpus: 0, diskMb: 0 });
@@ -64,6 +64,72 @@ describe("matchTasks", () => {
     const agents = [{ agentId: "a", hostname: "a", total: r(2, 1000), attributes: {} }];
     expect(neverFits(r(1), [], agents)).toBeUndefined();
     expect(neverFits(r(4), [], agents)).toContain("cpus 4");
+  });
+});
+
+describe("tasks whose constraints no agent meets (review Q1)", () => {
+  const pool = (value: string, operator = ConstraintOperator.CONSTRAINT_OPERATOR_EQUALS) => ({
+    attribute: "pool",
+    operator,
+    value,
+    soft: false,
+  });
+
+  it("are not misses: work behind them is still placed", () => {
+    const gpu = [pool("gpu")];
+    const blocked = Array.from({ length: 100 }, () => ({ resources: r(1), constraints: gpu }));
+    const last = { resources: r(1), constraints: [] };
+    const { placed, waiting } = matchTasks([...blocked, last], [offer("a", 4, { pool: "cpu" })]);
+    expect(placed.map((p) => p.task)).toEqual([last]);
+    expect(waiting).toHaveLength(100);
+    expect(waiting[99]?.reason).toBe("waiting for an agent matching its constraints");
+  });
+
+  it("say which constraint no agent meets and what the agents have", () => {
+    const one = [{ agentId: "a", hostname: "a.local", total: r(4), attributes: { pool: "cpu" } }];
+    expect(unmetConstraints([pool("gpu")], one)).toBe(
+      'no agent meets its constraint pool EQUALS "gpu": agent a.local has pool=cpu',
+    );
+    expect(unmetConstraints([pool("cpu")], one)).toBeUndefined();
+    expect(
+      unmetConstraints(
+        [
+          {
+            attribute: "zone",
+            operator: ConstraintOperator.CONSTRAINT_OPERATOR_EXISTS,
+            value: "",
+            soft: false,
+          },
+        ],
+        one,
+      ),
+    ).toBe(
+      "no agent meets its constraint zone EXISTS: agent a.local has no attribute 'zone' (it has pool=cpu)",
+    );
+    expect(unmetConstraints([{ ...pool("gpu"), soft: true }], one)).toBeUndefined();
+    // No agent known yet: unknown, never "never".
+    expect(unmetConstraints([pool("gpu")], [])).toBeUndefined();
+
+    const many = [
+      { agentId: "a", hostname: "a", total: r(4), attributes: { pool: "cpu", zone: "x" } },
+      { agentId: "b", hostname: "b", total: r(4), attributes: { pool: "cpu" } },
+      { agentId: "c", hostname: "c", total: r(4), attributes: { pool: "gpu" } },
+    ];
+    expect(unmetConstraints([pool("tpu")], many)).toBe(
+      'no agent meets its constraint pool EQUALS "tpu": the 3 agents: 2 agents with pool=cpu, 1 agent with pool=gpu',
+    );
+    const zoneX = {
+      attribute: "zone",
+      operator: ConstraintOperator.CONSTRAINT_OPERATOR_EQUALS,
+      value: "x",
+      soft: false,
+    };
+    expect(unmetConstraints([pool("gpu"), zoneX], many)).toBe(
+      'no agent meets all of its constraints at once (pool EQUALS "gpu", zone EQUALS "x"): ' +
+        "the 3 agents: 2 agents with pool=cpu, 1 agent with pool=gpu; " +
+        "the 3 agents: 1 agent with zone=x, 2 agents without 'zone'",
+    );
+    expect(neverFits(r(1), [pool("tpu")], many)).toContain('pool EQUALS "tpu"');
   });
 });
 

@@ -84,11 +84,13 @@ export function shortfall(need: ResourceAmounts, free: ResourceAmounts): string 
 }
 
 const ZERO: ResourceAmounts = { cpus: 0, memMb: 0, gpus: 0, diskMb: 0 };
+const NO_MATCHING_AGENT = "waiting for an agent matching its constraints";
 
 /**
  * Places tasks (already in priority order) onto offers. Scanning stops after `maxMisses`
  * consecutive tasks that fit nowhere, so a long queue costs O(placed + maxMisses) per call.
- * Tasks `admission` refuses (quota) wait with its reason and do not count as misses.
+ * Tasks `admission` refuses (quota) wait with its reason and do not count as misses, nor do
+ * tasks whose hard constraints no offer meets.
  */
 export function matchTasks<T extends MatchTask>(
   tasks: Iterable<T>,
@@ -99,11 +101,17 @@ export function matchTasks<T extends MatchTask>(
   const placed: MatchResult<T>["placed"] = [];
   const waiting: MatchResult<T>["waiting"] = [];
   let misses = 0;
+  /** Constraint lists (shared by the tasks of one step) that no held offer meets. */
+  const unmet = new Set<readonly Constraint[]>();
   for (const task of tasks) {
     if (misses >= maxMisses) break;
     const refused = admission?.blocked(task);
     if (refused !== undefined) {
       waiting.push({ task, reason: refused, refused: true });
+      continue;
+    }
+    if (unmet.has(task.constraints)) {
+      waiting.push({ task, reason: NO_MATCHING_AGENT });
       continue;
     }
     let best: OfferSlot | undefined;
@@ -137,12 +145,16 @@ export function matchTasks<T extends MatchTask>(
       misses = 0;
       continue;
     }
-    misses++;
     if (offers.length === 0) {
+      misses++;
       waiting.push({ task, reason: "waiting for resources: none free" });
     } else if (!anyHard) {
-      waiting.push({ task, reason: "waiting for an agent matching its constraints" });
+      // Not a miss: offers it cannot use say nothing about the tasks behind it, which a run
+      // of such tasks (a foreach for another pool) would otherwise hide from every offer.
+      unmet.add(task.constraints);
+      waiting.push({ task, reason: NO_MATCHING_AGENT });
     } else {
+      misses++;
       waiting.push({
         task,
         reason: `waiting for resources: ${shortfall(task.resources, largest)}`,
@@ -180,8 +192,83 @@ export function neverFits(
         }),
     ),
   );
-  if (eligible.length === 0) return "no agent satisfies its placement constraints";
+  if (eligible.length === 0) return unmetConstraints(constraints, agents);
   if (eligible.some((a) => fits(need, a.total))) return undefined;
   const largest = eligible.reduce((m, a) => (a.total.cpus > m.total.cpus ? a : m));
   return `can never fit: ${shortfall(need, largest.total).replace(/ free/g, " in total on the largest agent")}`;
+}
+
+/** An agent as placement sees it when asking what could ever run: totals and attributes. */
+export interface AgentShape {
+  agentId: string;
+  hostname: string;
+  total: ResourceAmounts;
+  attributes: Record<string, string>;
+}
+
+/**
+ * Why no agent can ever meet these hard constraints: names the first constraint no agent
+ * meets (or all of them when only their combination fails) and what the agents have for it.
+ * Undefined when some agent meets them all, and when no agent is known: unknown is not never.
+ */
+export function unmetConstraints(
+  constraints: readonly Constraint[],
+  agents: readonly AgentShape[],
+): string | undefined {
+  const hard = constraints.filter((c) => !c.soft);
+  if (hard.length === 0 || agents.length === 0) return undefined;
+  const slots = agents.map(
+    (a): OfferSlot => ({
+      id: "",
+      agentId: a.agentId,
+      hostname: a.hostname,
+      free: a.total,
+      attributes: a.attributes,
+    }),
+  );
+  if (slots.some((s) => hard.every((c) => constraintHolds(c, s)))) return undefined;
+  const alone = hard.find((c) => !slots.some((s) => constraintHolds(c, s)));
+  if (alone) {
+    return `no agent meets its constraint ${describeConstraint(alone)}: ${agentsHave(alone.attribute, slots)}`;
+  }
+  const names = [...new Set(hard.map((c) => c.attribute))];
+  return (
+    `no agent meets all of its constraints at once (${hard.map(describeConstraint).join(", ")}): ` +
+    names.map((n) => agentsHave(n, slots)).join("; ")
+  );
+}
+
+/** `pool EQUALS "gpu"`, as a deployer wrote it. */
+function describeConstraint(c: Constraint): string {
+  const op = (ConstraintOperator[c.operator] ?? String(c.operator)).replace(
+    "CONSTRAINT_OPERATOR_",
+    "",
+  );
+  return c.operator === ConstraintOperator.CONSTRAINT_OPERATOR_EXISTS
+    ? `${c.attribute} ${op}`
+    : `${c.attribute} ${op} ${JSON.stringify(c.value)}`;
+}
+
+/** What the agents have for one attribute: the value per agent, counted when there are many. */
+function agentsHave(attribute: string, slots: readonly OfferSlot[]): string {
+  const [only] = slots;
+  if (slots.length === 1 && only) {
+    const v = attributeOf(only, attribute);
+    if (v !== undefined) return `agent ${only.hostname} has ${attribute}=${v}`;
+    const all = Object.entries(only.attributes).map(([k, val]) => `${k}=${val}`);
+    return `agent ${only.hostname} has no attribute '${attribute}' (it has ${all.join(", ") || "no attributes"})`;
+  }
+  const counts = new Map<string | undefined, number>();
+  for (const s of slots) {
+    const v = attributeOf(s, attribute);
+    counts.set(v, (counts.get(v) ?? 0) + 1);
+  }
+  const shown = [...counts].slice(0, 8).map(([v, n]) => {
+    const agents = n === 1 ? "1 agent" : `${n} agents`;
+    return v === undefined
+      ? `${agents} without '${attribute}'`
+      : `${agents} with ${attribute}=${v}`;
+  });
+  if (counts.size > 8) shown.push(`${counts.size - 8} more values`);
+  return `the ${slots.length} agents: ${shown.join(", ")}`;
 }

@@ -7,7 +7,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { Constraint } from "@kaon/proto";
 import { type Logger, silentLogger } from "../../log.js";
+import { unmetConstraints } from "../../scheduler/matcher.js";
 import {
   type AgentInfo,
   type BackendCallbacks,
@@ -307,9 +309,18 @@ export class LocalBackend implements ComputeBackend {
 
   // ---- local extras ------------------------------------------------------------------------
 
-  /** Why a task of this size can never run on this machine, or undefined if it can. */
-  whyNeverFits(resources: ResourceAmounts): string | undefined {
-    return this.pool.whyNeverFits(resources);
+  /** Why a task of this size and hard constraints can never run here, or undefined. */
+  whyNeverFits(
+    resources: ResourceAmounts,
+    constraints: readonly Constraint[] = [],
+  ): string | undefined {
+    const agent = {
+      agentId: LOCAL_AGENT_ID,
+      hostname: this.hostname,
+      total: this.pool.total,
+      attributes: this.attributes,
+    };
+    return unmetConstraints(constraints, [agent]) ?? this.pool.whyNeverFits(resources);
   }
 
   /** ComputeBackend.agents: this machine is the one agent. */

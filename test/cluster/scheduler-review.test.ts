@@ -1,0 +1,168 @@
+// Regression tests for the scheduler review (docs/review-scheduler.md), each through a real
+// server (createKaon), the real local agent and real processes over a 4-cpu pool whose one
+// agent has the attribute pool=test. Steps that must hold resources wait on a gate file.
+import { join } from "node:path";
+import { type RunEvent, RunStatus, StepStatus } from "@kaon/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ClusterKaon, openGate, startClusterKaon, waitForGate } from "./support.js";
+
+let k: ClusterKaon;
+const gates: string[] = [];
+
+beforeAll(async () => {
+  k = await startClusterKaon();
+});
+afterAll(async () => {
+  for (const g of gates) openGate(g); // never leave a job blocked behind a failed assertion
+  await k?.stop();
+});
+
+function gate(name: string): string {
+  const path = join(k.dataDir, `gate-${name}`);
+  gates.push(path);
+  return path;
+}
+
+const reached = (path: string, status: StepStatus) => (events: RunEvent[]) =>
+  events.some((e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status);
+
+/** Starts a run of a one-step workflow holding `cpus` until the gate opens; returns its id. */
+async function hog(name: string, cpus: number): Promise<{ runId: string; gate: string }> {
+  const g = gate(name);
+  await k.deploy({
+    id: name,
+    steps: [{ id: "hog", type: "command", config: { shell: waitForGate(g) }, resources: { cpus } }],
+  });
+  const runId = (await k.runs.startRun({ workflowId: name, params: {} })).run?.id as string;
+  await k.watchUntil(runId, reached("hog", StepStatus.STEP_STATUS_RUNNING));
+  return { runId, gate: g };
+}
+
+describe("scheduler review", () => {
+  it("Q3: StopStep on a step queued for resources frees its step-type slot", async () => {
+    const h = await hog("q3-hog", 3);
+    await k.deploy({
+      id: "q3-limited",
+      stepTypeConcurrency: { command: 1 },
+      steps: [
+        { id: "q", type: "command", config: { shell: "true" }, resources: { cpus: 2 } },
+        { id: "r", type: "command", config: { shell: "true" }, resources: { cpus: 1 } },
+      ],
+    });
+    const runId = (await k.runs.startRun({ workflowId: "q3-limited", params: {} })).run
+      ?.id as string;
+    // q took the one 'command' slot and waits for 2 cpus; r waits for the slot.
+    await k.watchUntil(
+      runId,
+      (evs) =>
+        reached("q", StepStatus.STEP_STATUS_QUEUED)(evs) &&
+        reached("r", StepStatus.STEP_STATUS_QUEUED)(evs),
+    );
+    const r = (await k.runs.getStep({ runId, path: "r" })).step;
+    expect(r?.reason).toContain("step type 'command' limit 1");
+    await k.runs.stopStep({ runId, path: "q" });
+    const { run } = await k.finish(runId, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_STOPPED);
+    expect((await k.runs.getStep({ runId, path: "r" })).step?.status).toBe(
+      StepStatus.STEP_STATUS_SUCCEEDED,
+    );
+    openGate(h.gate);
+    expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+
+  it("Q1: a step whose constraints no agent meets fails at once and holds up nothing", async () => {
+    // More iterations than the matcher's miss limit (32), at a higher priority than the rest.
+    await k.deploy({
+      id: "q1-gpu",
+      priority: 10,
+      steps: [
+        {
+          id: "each",
+          type: "foreach",
+          foreach: {
+            axes: [{ name: "i", values: Array.from({ length: 40 }, (_, i) => i) }],
+            body: [
+              {
+                id: "t",
+                type: "command",
+                config: { shell: "true" },
+                constraints: [
+                  { attribute: "pool", operator: "CONSTRAINT_OPERATOR_EQUALS", value: "gpu" },
+                ],
+              },
+            ],
+          },
+        },
+      ],
+    });
+    await k.deploy({
+      id: "q1-tiny",
+      steps: [{ id: "t", type: "command", config: { shell: "true" }, resources: { cpus: 0.1 } }],
+    });
+    const gpu = (await k.runs.startRun({ workflowId: "q1-gpu", params: {} })).run?.id as string;
+    const tiny = (await k.runs.startRun({ workflowId: "q1-tiny", params: {} })).run?.id as string;
+    expect((await k.finish(tiny, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    const { run } = await k.finish(gpu, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const step = (await k.runs.getStep({ runId: gpu, path: "each[0]/t" })).step;
+    expect(step?.status).toBe(StepStatus.STEP_STATUS_FAILED);
+    expect(step?.reason).toBe(
+      'can never run: no agent meets its constraint pool EQUALS "gpu": agent cluster-test has pool=test',
+    );
+    const queue = await k.cluster.listQueue({ namespace: "", pageSize: 0, pageToken: "" });
+    expect(queue.entries).toEqual([]);
+  });
+
+  it("Q5: new work that fits free resources does not wait out a declined offer's refusal", async () => {
+    const h = await hog("q5-hog", 3);
+    await k.deploy({
+      id: "q5-big",
+      steps: [{ id: "big", type: "command", config: { shell: "true" }, resources: { cpus: 2 } }],
+    });
+    await k.deploy({
+      id: "q5-small",
+      steps: [{ id: "small", type: "command", config: { shell: "true" }, resources: { cpus: 1 } }],
+    });
+    // big is queued in the same commit as the pass that declined the 1 free cpu for it; the
+    // local backend then refuses to offer that cpu again for 5 s unless asked to revive.
+    const big = (await k.runs.startRun({ workflowId: "q5-big", params: {} })).run?.id as string;
+    await k.watchUntil(big, reached("big", StepStatus.STEP_STATUS_QUEUED));
+    const started = Date.now();
+    const small = (await k.runs.startRun({ workflowId: "q5-small", params: {} })).run?.id as string;
+    expect((await k.finish(small, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect(Date.now() - started).toBeLessThan(2500);
+    openGate(h.gate);
+    expect((await k.finish(big)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+
+  it("Q2: a step whose command and environment exceed 1 MiB fails at plan time, never launched", async () => {
+    // Each scalar param becomes a KAON_PARAM_* variable: 12 of 100 kB and one of 50 kB.
+    await k.deploy({
+      id: "q2-huge",
+      params: [{ name: "s", type: "PARAM_TYPE_STRING", value: "x".repeat(50_000) }],
+      steps: [
+        {
+          id: "t",
+          type: "command",
+          config: { shell: "true" },
+          params: Array.from({ length: 12 }, (_, i) => ({
+            name: `p${i}`,
+            type: "PARAM_TYPE_STRING",
+            expr: "params.s + params.s",
+          })),
+        },
+      ],
+    });
+    const runId = (await k.runs.startRun({ workflowId: "q2-huge", params: {} })).run?.id as string;
+    const { run } = await k.finish(runId, 15_000);
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    const step = (await k.runs.getStep({ runId, path: "t" })).step;
+    expect(step?.status).toBe(StepStatus.STEP_STATUS_FAILED);
+    expect(step?.reason).toMatch(
+      /^the launch request is too large: its command and environment take 1\.\d MiB, over the limit of 1 MiB/,
+    );
+    expect(step?.reason).toContain("KAON_PARAM_");
+    expect(step?.attempts ?? []).toEqual([]);
+  });
+});
