@@ -270,7 +270,7 @@ describe("JobService.Report durability (J4)", () => {
     });
     let held = 0;
     journal.writer.write = async function (this: Writer, batch) {
-      if (batch.attempts.length > 0) held++;
+      if (batch.attempts.length + batch.attemptUpdates.length > 0) held++;
       await gate;
       return write.call(this, batch);
     };
