@@ -167,7 +167,9 @@ func (a *agent) read(c *conn) {
 		}
 		if len(line) > 0 {
 			var req request
-			if err := json.Unmarshal(line, &req); err != nil {
+			if decodeRequest(line, &req) {
+				a.handle(c, &req)
+			} else if err := json.Unmarshal(line, &req); err != nil {
 				c.send(mustMarshal(event{Type: "invalid", Message: fmt.Sprintf("request is not JSON: %v", err)}))
 			} else {
 				a.handle(c, &req)
