@@ -3,9 +3,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"math/rand"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -121,4 +123,18 @@ func BenchmarkDecodeLaunch(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestReadLineJoinsLinesLongerThanTheBuffer(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	r := bufio.NewReaderSize(strings.NewReader("a\n"+long+"\nb\n"+long+long), 16)
+	for _, want := range []string{"a", long, "b"} {
+		got, err := readLine(r, 1000)
+		if err != nil || string(got) != want {
+			t.Fatalf("got %q %v, want %q", got, err, want)
+		}
+	}
+	if _, err := readLine(r, 150); err == nil || !strings.Contains(err.Error(), "longer than 150") {
+		t.Fatalf("an over-long line: %v", err)
+	}
 }
