@@ -28,7 +28,10 @@ async function throughBackend(dataDir: string, n: number): Promise<number> {
   let next = 0;
   let done = 0;
   let began = 0;
-  const logs = path.join(dataDir, "logs");
+  // Like the engine's attempts: one directory per task under the run's, holding its logs
+  // (docs/decisions/0004-attempt-layout.md).
+  const runDir = path.join(dataDir, "runs", `r${n}-${Date.now()}`);
+  fs.mkdirSync(runDir, { recursive: true });
   const task = (i: number): TaskSpec => ({
     taskId: `b${i}`,
     name: `b${i}`,
@@ -36,9 +39,9 @@ async function throughBackend(dataDir: string, n: number): Promise<number> {
     resources: { cpus: 1, memMb: 1, gpus: 0, diskMb: 0 },
     command: { kind: "argv", argv: ["true"] },
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-    cwd: dataDir,
-    stdoutPath: path.join(logs, `b${i}.out`),
-    stderrPath: path.join(logs, `b${i}.err`),
+    cwd: path.join(runDir, `b${i}.1`),
+    stdoutPath: path.join(runDir, `b${i}.1`, "stdout"),
+    stderrPath: path.join(runDir, `b${i}.1`, "stderr"),
   });
   const finished = new Promise<void>((resolve) => {
     void backend.start({
@@ -144,7 +147,7 @@ for (const base of bases) {
   const viaBackend = await throughBackend(dataDir, N);
   const alone = await agentAlone(dataDir, N);
   console.log(
-    `data dir on ${base} (creating a file there: ${fmt(create)} ms; each job creates 2 log files)`,
+    `data dir on ${base} (creating a file there: ${fmt(create)} ms; each job creates a directory and 2 log files)`,
   );
   console.log(
     `  through LocalBackend + agent: ${fmt(viaBackend / N)} ms/spawn  (${(N / (viaBackend / 1000)).toFixed(0)}/s)`,

@@ -5,9 +5,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -23,7 +25,8 @@ const defaultGrace = 10 * time.Second
 type agent struct {
 	dir        string
 	journal    *journal
-	devNull    *os.File
+	devNull    int // fd of /dev/null, the jobs' stdin
+	reaper     *reaper
 	pathEnv    string // the agent's own PATH, given to jobs whose env has none
 	orphanPoll time.Duration
 	idleExit   time.Duration // 0: never exit when idle (see idle.go)
@@ -39,8 +42,7 @@ type agent struct {
 }
 
 type task struct {
-	rec  record
-	proc *os.Process // nil until started, and for orphans
+	rec record
 	// ending is set once the process has been reaped (or found gone): no more signals.
 	ending    bool
 	kill      *killOrder
@@ -53,13 +55,14 @@ type killOrder struct {
 }
 
 func newAgent(dir string, orphanPoll, idleExit time.Duration) (*agent, error) {
-	devNull, err := os.Open(os.DevNull)
+	devNull, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	return &agent{
 		dir:        dir,
 		devNull:    devNull,
+		reaper:     childReaper(),
 		pathEnv:    os.Getenv("PATH"),
 		orphanPoll: orphanPoll,
 		idleExit:   idleExit,
@@ -141,29 +144,89 @@ func (a *agent) read(c *conn) {
 		a.armIdleLocked()
 		a.mu.Unlock()
 	}()
-	sc := bufio.NewScanner(c.nc)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 {
-			continue
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	held := false
+	defer func() {
+		if held {
+			a.journal.release()
 		}
-		var req request
-		if err := json.Unmarshal(line, &req); err != nil {
-			c.send(mustMarshal(event{Type: "invalid", Message: fmt.Sprintf("request is not JSON: %v", err)}))
-			continue
+	}()
+	for {
+		line, err := readLine(r, 16<<20)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				log.Printf("connection: %v", err)
+			}
+			return
 		}
-		a.handle(c, &req)
+		// Requests that arrived together are handled under one journal hold: their records
+		// are written, and their events sent, together once the last one is handled.
+		if !held {
+			a.journal.hold()
+			held = true
+		}
+		if len(line) > 0 {
+			var req request
+			if decodeRequest(line, &req) {
+				a.handle(c, &req)
+			} else if err := json.Unmarshal(line, &req); err != nil {
+				c.send(mustMarshal(event{Type: "invalid", Message: fmt.Sprintf("request is not JSON: %v", err)}))
+			} else {
+				a.handle(c, &req)
+			}
+		}
+		if !lineBuffered(r) { // else the next request is already here: handle it first
+			a.journal.release()
+			held = false
+		}
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, net.ErrClosed) {
-		log.Printf("connection: %v", err)
+}
+
+// lineBuffered says whether a whole line is buffered (a partial one may wait on the client).
+func lineBuffered(r *bufio.Reader) bool {
+	n := r.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := r.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// readLine returns the next line without its newline; valid until the next read.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if err == nil {
+		return line[:len(line)-1], nil
+	}
+	if err != bufio.ErrBufferFull {
+		return nil, err
+	}
+	long := append([]byte(nil), line...)
+	for {
+		line, err = r.ReadSlice('\n')
+		long = append(long, line...)
+		if len(long) > max {
+			return nil, fmt.Errorf("request longer than %d bytes", max)
+		}
+		switch err {
+		case nil:
+			return long[:len(long)-1], nil
+		case bufio.ErrBufferFull:
+			continue
+		default:
+			return nil, err
+		}
 	}
 }
 
 func (a *agent) handle(c *conn, req *request) {
 	switch req.Type {
 	case "launch":
-		a.launch(req)
+		a.launch(c, req)
+	case "env":
+		if err := c.defineEnv(req); err != nil {
+			c.send(mustMarshal(event{Type: "invalid", Message: err.Error()}))
+		}
 	case "kill":
 		a.killTask(c, req)
 	case "ack":
@@ -190,7 +253,13 @@ func (a *agent) handle(c *conn, req *request) {
 // emitLocked queues an event for the active connection; without one it is dropped, since
 // the state it reports is in the task table and the next client asks for it with list.
 func (a *agent) emitLocked(ev event) {
-	if a.active != nil {
+	if a.active == nil {
+		return
+	}
+	switch ev.Type {
+	case "started", "exited", "error": // the per-task events: encoded by hand
+		a.active.send(appendTaskEvent(make([]byte, 0, 128), &ev))
+	default:
 		a.active.send(mustMarshal(ev))
 	}
 }
@@ -205,7 +274,7 @@ func mustMarshal(ev event) []byte {
 
 // ---- launch ------------------------------------------------------------------------------
 
-func (a *agent) launch(req *request) {
+func (a *agent) launch(c *conn, req *request) {
 	if msg := checkTaskID(req.TaskID); msg != "" {
 		a.mu.Lock()
 		a.emitLocked(event{Type: "error", TaskID: req.TaskID, Message: msg, Ts: nowMs()})
@@ -232,7 +301,9 @@ func (a *agent) launch(req *request) {
 	}}
 	a.tasks[req.TaskID] = t
 	a.mu.Unlock()
-	go a.runTask(t, req)
+	// Started on the reader's goroutine: no goroutine per task, and launches are serialised
+	// by the runtime's fork lock anyway. The exit comes through the reaper.
+	a.runTask(c, t, req)
 }
 
 // checkTaskID keeps task ids usable as file names.
@@ -252,18 +323,18 @@ func checkTaskID(id string) string {
 	return ""
 }
 
-// runTask starts one job and waits for it: the one goroutine per child.
-func (a *agent) runTask(t *task, req *request) {
-	proc, err := a.start(req)
+// runTask starts one job, records it as running (before reporting it started) and hands its
+// end to the reaper.
+func (a *agent) runTask(c *conn, t *task, req *request) {
+	pid, notBefore, notAfter, err := a.start(c, req)
 	if err != nil {
 		a.finish(t, func(r *record) { r.State = stateError; r.Message = err.Error() })
 		return
 	}
-	ticks, _ := procStartTicks(proc.Pid)
+	ticks := startTicks(pid, notBefore, notAfter)
 	now := nowMs()
 	a.mu.Lock()
-	t.proc = proc
-	t.rec.Pid, t.rec.StartTicks, t.rec.StartedAt, t.rec.State = proc.Pid, ticks, now, stateRunning
+	t.rec.Pid, t.rec.StartTicks, t.rec.StartedAt, t.rec.State = pid, ticks, now, stateRunning
 	rec := t.rec
 	a.mu.Unlock()
 	// Recorded before `started` is reported, so a restarted agent can re-adopt the process.
@@ -277,120 +348,125 @@ func (a *agent) runTask(t *task, req *request) {
 		a.deliverKillLocked(t, t.kill)
 	}
 	a.mu.Unlock()
-
-	state, err := proc.Wait()
-	if err != nil {
-		a.finish(t, func(r *record) { r.State = stateExited; r.Lost = true; r.Message = "wait: " + err.Error() })
-		return
-	}
-	ws, _ := state.Sys().(syscall.WaitStatus)
-	a.finish(t, func(r *record) {
-		r.State = stateExited
-		if ws.Signaled() {
-			r.Signal = signalName(ws.Signal())
-		} else {
-			code := ws.ExitStatus()
-			r.ExitCode = &code
-		}
+	// Registered after the running record was queued: the exited record always follows it.
+	a.reaper.watch(pid, func(ws syscall.WaitStatus) {
+		a.finish(t, func(r *record) {
+			r.State = stateExited
+			if ws.Signaled() {
+				r.Signal = signalName(ws.Signal())
+			} else {
+				code := ws.ExitStatus()
+				r.ExitCode = &code
+			}
+		})
 	})
 }
 
 // start resolves the command against the job's own PATH and starts it in its own process
 // group, stdin from /dev/null, stdout/stderr appended to the given files.
-func (a *agent) start(req *request) (*os.Process, error) {
+// It also returns the boot-time clock read just before and just after the fork: the job
+// started in between (see startTicks).
+func (a *agent) start(c *conn, req *request) (pid int, notBefore, notAfter int64, err error) {
 	var argv []string
 	switch {
 	case req.Shell != nil && len(req.Argv) > 0:
-		return nil, errors.New("launch: give argv or shell, not both")
+		return 0, 0, 0, errors.New("launch: give argv or shell, not both")
 	case req.Shell != nil:
 		argv = []string{"/bin/sh", "-c", *req.Shell}
 	case len(req.Argv) > 0 && req.Argv[0] != "":
 		argv = req.Argv
 	default:
-		return nil, errors.New("launch: argv (non-empty) or shell is required")
+		return 0, 0, 0, errors.New("launch: argv (non-empty) or shell is required")
 	}
 	if req.Cwd == "" || !filepath.IsAbs(req.Cwd) {
-		return nil, fmt.Errorf("launch: cwd must be an absolute path, got %q", req.Cwd)
+		return 0, 0, 0, fmt.Errorf("launch: cwd must be an absolute path, got %q", req.Cwd)
 	}
-	if err := os.MkdirAll(req.Cwd, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create working directory: %v", err)
+	if err := mkdirOne(req.Cwd); err != nil {
+		return 0, 0, 0, fmt.Errorf("cannot create working directory: %v", err)
 	}
 
-	env := make([]string, 0, len(req.Env)+1)
-	pathEnv, hasPath := req.Env["PATH"]
-	for k, v := range req.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return nil, fmt.Errorf("launch: environment variable %q is not valid", k)
-		}
-		env = append(env, k+"="+v)
-	}
-	if !hasPath {
-		pathEnv = a.pathEnv
-		env = append(env, "PATH="+pathEnv)
+	env, pathEnv, err := c.jobEnv(req, a.pathEnv)
+	if err != nil {
+		return 0, 0, 0, err
 	}
 
 	exe, err := a.resolve(argv[0], pathEnv, req.Cwd)
 	if err != nil {
-		return nil, err
+		return 0, 0, 0, err
 	}
 
 	stdout, stderr, err := a.openOutputs(req.Stdout, req.Stderr)
 	if err != nil {
-		return nil, err
+		return 0, 0, 0, err
 	}
 	defer func() {
 		if stdout != a.devNull {
-			stdout.Close()
+			syscall.Close(stdout)
 		}
 		if stderr != a.devNull && stderr != stdout {
-			stderr.Close()
+			syscall.Close(stderr)
 		}
 	}()
 
-	proc, err := os.StartProcess(exe, argv, &os.ProcAttr{
+	notBefore = bootTimeNs()
+	pid, err = syscall.ForkExec(exe, argv, &syscall.ProcAttr{
 		Dir:   req.Cwd,
 		Env:   env,
-		Files: []*os.File{a.devNull, stdout, stderr},
+		Files: []uintptr{uintptr(a.devNull), uintptr(stdout), uintptr(stderr)},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
+	notAfter = bootTimeNs()
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("cannot start %s: %v", argv[0], err)
+		return 0, 0, 0, fmt.Errorf("cannot start %s: %v", argv[0], err)
 	}
-	return proc, nil
+	return pid, notBefore, notAfter, nil
 }
 
-func (a *agent) openOutputs(stdoutPath, stderrPath string) (stdout, stderr *os.File, err error) {
-	open := func(p string) (*os.File, error) {
+// mkdirOne creates a directory whose parent usually exists (an attempt's directory under its
+// run's): one mkdir, and MkdirAll only when a parent is missing.
+func mkdirOne(dir string) error {
+	err := syscall.Mkdir(dir, 0o755)
+	switch err {
+	case nil, syscall.EEXIST:
+		return nil
+	case syscall.ENOENT:
+		return os.MkdirAll(dir, 0o755)
+	}
+	return &os.PathError{Op: "mkdir", Path: dir, Err: err}
+}
+
+func (a *agent) openOutputs(stdoutPath, stderrPath string) (stdout, stderr int, err error) {
+	open := func(p string) (int, error) {
 		if p == "" {
 			return a.devNull, nil
 		}
 		if !filepath.IsAbs(p) {
-			return nil, fmt.Errorf("launch: output path must be absolute, got %q", p)
+			return -1, fmt.Errorf("launch: output path must be absolute, got %q", p)
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if errors.Is(err, os.ErrNotExist) {
+		const flags = syscall.O_WRONLY | syscall.O_APPEND | syscall.O_CREAT | syscall.O_CLOEXEC
+		fd, err := syscall.Open(p, flags, 0o644)
+		if err == syscall.ENOENT {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return nil, err
+				return -1, err
 			}
-			f, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			fd, err = syscall.Open(p, flags, 0o644)
 		}
-		return f, err
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		return fd, nil
 	}
 	if stdout, err = open(stdoutPath); err != nil {
-		return nil, nil, fmt.Errorf("cannot open stdout file: %v", err)
+		return -1, -1, fmt.Errorf("cannot open stdout file: %v", err)
 	}
 	if stderrPath == stdoutPath {
 		return stdout, stdout, nil
 	}
 	if stderr, err = open(stderrPath); err != nil {
 		if stdout != a.devNull {
-			stdout.Close()
+			syscall.Close(stdout)
 		}
-		return nil, nil, fmt.Errorf("cannot open stderr file: %v", err)
+		return -1, -1, fmt.Errorf("cannot open stderr file: %v", err)
 	}
 	return stdout, stderr, nil
 }
@@ -506,7 +582,6 @@ func (a *agent) finish(t *task, fill func(*record)) {
 	a.journal.put(&rec, func() {
 		a.mu.Lock()
 		t.rec = rec
-		t.proc = nil
 		a.emitLocked(rec.terminalEvent())
 		a.mu.Unlock()
 	})
@@ -623,14 +698,17 @@ func (a *agent) bench(c *conn, req *request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ended := make(chan struct{}, 1)
 			for range jobs {
-				p, err := os.StartProcess(exe, argv, &os.ProcAttr{
+				// The same start and reaping as a launch, without records, files or events.
+				pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{
 					Dir: "/", Env: []string{"PATH=" + a.pathEnv},
-					Files: []*os.File{a.devNull, a.devNull, a.devNull},
+					Files: []uintptr{uintptr(a.devNull), uintptr(a.devNull), uintptr(a.devNull)},
 					Sys:   &syscall.SysProcAttr{Setpgid: true},
 				})
 				if err == nil {
-					_, err = p.Wait()
+					a.reaper.watch(pid, func(syscall.WaitStatus) { ended <- struct{}{} })
+					<-ended
 				}
 				if err != nil {
 					failMu.Lock()

@@ -5,7 +5,9 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -99,5 +101,80 @@ func TestListenPrivateCreatesTheSocketOwnerOnlyWhateverTheUmask(t *testing.T) {
 	fi, err := os.Stat(sock)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket created with mode %o (%v), want 600: other users could connect", fi.Mode().Perm(), err)
+	}
+}
+
+func TestStartTicksFromTheBootClockMatchProc(t *testing.T) {
+	if userHZ == 0 {
+		t.Skip("AT_CLKTCK not in the aux vector")
+	}
+	r := childReaper()
+	devNull, _ := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	defer syscall.Close(devNull)
+	per := int64(1e9) / int64(userHZ)
+	compared := 0
+	for i := 0; i < 40; i++ {
+		before := bootTimeNs()
+		pid, err := syscall.ForkExec("/bin/sleep", []string{"sleep", "0.2"}, &syscall.ProcAttr{
+			Files: []uintptr{uintptr(devNull), uintptr(devNull), uintptr(devNull)},
+		})
+		after := bootTimeNs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		actual, ok := procStartTicks(pid)
+		if !ok {
+			t.Fatalf("no /proc/%d/stat", pid)
+		}
+		if got := startTicks(pid, before, after); got != actual {
+			t.Fatalf("startTicks = %d, /proc says %d", got, actual)
+		}
+		if before/per == after/per {
+			compared++
+			if uint64(before/per) != actual {
+				t.Fatalf("derived %d ticks, /proc says %d", before/per, actual)
+			}
+		}
+		ended := make(chan struct{})
+		r.watch(pid, func(syscall.WaitStatus) { close(ended) })
+		syscall.Kill(pid, syscall.SIGKILL)
+		<-ended
+	}
+	if compared < 20 {
+		t.Fatalf("only %d of 40 forks stayed within one tick", compared)
+	}
+	if atomic.LoadInt32(&derivedTicksChecks) != 0 {
+		t.Fatalf("the checks of the first launches did not pass: %d", derivedTicksChecks)
+	}
+}
+
+func TestJobEnvAppliesTheBaseAndItsOwnVariables(t *testing.T) {
+	c := &conn{}
+	id := 3
+	if err := c.defineEnv(&request{EnvID: &id, Env: map[string]string{"A": "1", "B": "2", "PATH": "/base"}}); err != nil {
+		t.Fatal(err)
+	}
+	env, pathEnv, err := c.jobEnv(&request{EnvID: &id, Env: map[string]string{"B": "3", "C": "4"}}, "/agent")
+	if err != nil || pathEnv != "/base" {
+		t.Fatalf("%v %q", err, pathEnv)
+	}
+	sort.Strings(env)
+	if strings.Join(env, " ") != "A=1 B=3 C=4 PATH=/base" {
+		t.Fatalf("env: %v", env)
+	}
+	env, pathEnv, _ = c.jobEnv(&request{Env: map[string]string{"X": "1"}}, "/agent")
+	if pathEnv != "/agent" || len(env) != 2 {
+		t.Fatalf("without a base: %v %q", env, pathEnv)
+	}
+	other := 4
+	if _, _, err := c.jobEnv(&request{EnvID: &other}, "/agent"); err == nil || !strings.Contains(err.Error(), "envId 4 is not defined") {
+		t.Fatalf("undefined base: %v", err)
+	}
+	if _, _, err := c.jobEnv(&request{EnvID: &id, Env: map[string]string{"BAD=": "x"}}, "/agent"); err == nil {
+		t.Fatal("a bad variable name was accepted")
+	}
+	big := maxEnvBases
+	if err := c.defineEnv(&request{EnvID: &big}); err == nil {
+		t.Fatal("an envId out of range was accepted")
 	}
 }

@@ -14,6 +14,10 @@ import (
 type conn struct {
 	nc net.Conn
 
+	// envBases are the environment bases this client defined (env.go); used by the
+	// connection's reader goroutine only.
+	envBases map[int]*envBase
+
 	mu         sync.Mutex
 	queue      [][]byte
 	closing    bool // close once the queue has been written

@@ -24,6 +24,7 @@ import (
 	"log"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 type journalLine struct {
@@ -52,6 +53,8 @@ type journal struct {
 	mu      sync.Mutex
 	pending []journalEntry
 	wake    chan struct{}
+	// holds > 0 defers writing (see hold); atomic.
+	holds int32
 
 	// Owned by the writer goroutine (and by open/load before it starts).
 	live  map[string][]byte // latest put line of every task not deleted
@@ -134,11 +137,10 @@ func (j *journal) compact() error {
 
 // put records a task's state; then (if not nil) runs once it is written.
 func (j *journal) put(r *record, then func()) {
-	b, err := json.Marshal(journalLine{Put: r})
-	if err != nil {
-		panic(err) // plain data only
-	}
-	j.enqueue(journalEntry{taskID: r.TaskID, line: append(b, '\n'), then: then})
+	b := make([]byte, 0, 512)
+	b = append(b, `{"put":`...)
+	b = r.appendJSON(b)
+	j.enqueue(journalEntry{taskID: r.TaskID, line: append(b, '}', '\n'), then: then})
 }
 
 // del forgets a task.
@@ -159,6 +161,23 @@ func (j *journal) enqueue(e journalEntry) {
 	j.mu.Lock()
 	j.pending = append(j.pending, e)
 	j.mu.Unlock()
+	if e.closed != nil || atomic.LoadInt32(&j.holds) == 0 {
+		j.poke()
+	}
+}
+
+// hold defers writing until the matching release: a reader that has more requests already
+// received (a burst of launches) holds the journal while it handles them, so their records
+// leave in one write and their events in one message to the client, instead of one each.
+func (j *journal) hold() { atomic.AddInt32(&j.holds, 1) }
+
+func (j *journal) release() {
+	if atomic.AddInt32(&j.holds, -1) == 0 {
+		j.poke()
+	}
+}
+
+func (j *journal) poke() {
 	select {
 	case j.wake <- struct{}{}:
 	default:
@@ -180,9 +199,9 @@ func (j *journal) run() {
 				continue
 			}
 			if e.line == nil {
-				delLine, _ := json.Marshal(journalLine{Del: e.taskID})
-				buf.Write(delLine)
-				buf.WriteByte('\n')
+				buf.WriteString(`{"del":`)
+				buf.Write(appendJSONString(nil, e.taskID))
+				buf.WriteString("}\n")
 				delete(j.live, e.taskID)
 			} else {
 				buf.Write(e.line)

@@ -16,9 +16,11 @@ type request struct {
 	Argv   []string          `json:"argv,omitempty"`
 	Shell  *string           `json:"shell,omitempty"`
 	Env    map[string]string `json:"env,omitempty"`
-	Cwd    string            `json:"cwd,omitempty"`
-	Stdout string            `json:"stdout,omitempty"`
-	Stderr string            `json:"stderr,omitempty"`
+	// EnvID names an environment base: defined by an env request, used by a launch (env.go).
+	EnvID  *int   `json:"envId,omitempty"`
+	Cwd    string `json:"cwd,omitempty"`
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
 	// Meta is opaque to the agent: stored with the task and returned by list, so that a
 	// restarted core knows what it had reserved for the task.
 	Meta json.RawMessage `json:"meta,omitempty"`
@@ -51,7 +53,8 @@ type event struct {
 	Failures  int     `json:"failures,omitempty"`
 }
 
-const protocolVersion = 1
+// protocolVersion 2: env requests and launches naming an environment base (envId).
+const protocolVersion = 2
 
 // Task states as the agent reports them.
 const (

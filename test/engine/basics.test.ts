@@ -257,7 +257,7 @@ describe("engine basics", () => {
       )
         break;
     }
-    const dir = `${k.dataDir}/runs/${runId}/job/1`;
+    const dir = `${k.dataDir}/runs/${runId}/job.1`;
     const readWhenThere = async (f: string) => {
       for (;;) {
         try {

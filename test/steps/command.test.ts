@@ -96,7 +96,7 @@ describe("command step", () => {
       extra: "epochs=10",
     });
     // The attempt's private working directory is the default cwd.
-    expect(String(train?.outputs.cwd)).toContain(join(k.dataDir, "runs", run.id, "train", "1"));
+    expect(String(train?.outputs.cwd)).toContain(join(k.dataDir, "runs", run.id, "train.1"));
     expect(await k.logs(run.id, "train")).toBe(`training ${HOSTILE} for 5 epochs\n`);
     expect(existsSync(join(scratch, "pwned"))).toBe(false);
     // Run outputs are those of the last step.

@@ -56,8 +56,8 @@ describe.skipIf(!hasVenv)("python step", () => {
     const train = (await k.step(run.id, "train")).step;
     expect(train?.outputs).toEqual({ auc: 0.56, epochs: 6, by: 3 });
     expect(train?.reports?.links).toEqual([{ name: "dashboard", url: "http://127.0.0.1/dash" }]);
-    // Attempt 1's working directory, where script.py was written.
-    expect(await k.logs(run.id, "train")).toBe("training for 6 epochs in 1\n");
+    // Attempt 1's working directory (runs/<run>/train.1), where script.py was written.
+    expect(await k.logs(run.id, "train")).toBe("training for 6 epochs in train.1\n");
   });
 
   it("path: a script file (templated path) with args, outputs via KAON_OUTPUT", async () => {

@@ -116,7 +116,7 @@ describe("sql step", () => {
       const cohort = (await k.step(run.id, "cohort")).step;
       expect(cohort?.outputs.row_count).toBe(2);
       const rowsFile = cohort?.outputs.rows_file;
-      expect(rowsFile).toBe(join(k.dataDir, "runs", run.id, "cohort", "1", "rows.jsonl"));
+      expect(rowsFile).toBe(join(k.dataDir, "runs", run.id, "cohort.1", "rows.jsonl"));
       expect(rowsOf(rowsFile)).toEqual([
         { id: 1, name: "ana", score: 0.91 },
         { id: 3, name: "cy", score: 0.77 },

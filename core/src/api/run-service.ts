@@ -17,6 +17,7 @@ import {
   type StepInstance,
 } from "@kaon/proto";
 import type { ServiceImplementation } from "nice-grpc";
+import { ATTEMPT_STDERR, ATTEMPT_STDOUT, attemptLogFile } from "../engine/attempt-layout.js";
 import { type Engine, EngineError } from "../engine/engine.js";
 import { attemptKey, runKey } from "../engine/notifier.js";
 import { attemptFromRow, runFromRow, stepFromRow } from "../store/runs/run-queries.js";
@@ -415,13 +416,12 @@ export function createRunService(
       if (!attempts.some((a) => a.number === number) && req.attempt > 0) {
         throw new ServerError(Status.NOT_FOUND, `step '${req.path}' has no attempt ${number}`);
       }
-      const file = join(
+      const file = attemptLogFile(
         dataDir,
-        "runs",
         req.runId,
         req.path,
-        String(number),
-        req.stream === LogStream.LOG_STREAM_STDERR ? "stderr" : "stdout",
+        number,
+        req.stream === LogStream.LOG_STREAM_STDERR ? ATTEMPT_STDERR : ATTEMPT_STDOUT,
       );
       const size = () => {
         try {

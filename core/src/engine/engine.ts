@@ -57,6 +57,7 @@ import {
   type RunRecordRow,
   type StepRecordRow,
 } from "../store/runs/run-queries.js";
+import { ATTEMPT_OUTPUT, ATTEMPT_STDERR, ATTEMPT_STDOUT, attemptDir } from "./attempt-layout.js";
 import { coerce, ExpressionError, evalCondition, evalExpr, render } from "./expressions.js";
 import {
   compileSteps,
@@ -1172,7 +1173,7 @@ export class Engine {
   }
 
   private attemptDir(step: StepState, attempt: number): string {
-    return join(this.opts.dataDir, "runs", step.scope.run.id, step.path, String(attempt));
+    return attemptDir(this.opts.dataDir, step.scope.run.id, step.path, attempt);
   }
 
   private baseEnv(step: StepState, attempt: number): Record<string, string> {
@@ -1418,7 +1419,7 @@ export class Engine {
       this.failStep(step, `cannot write the params file under ${dir}: ${(err as Error).message}`);
       return;
     }
-    env.KAON_OUTPUT = join(dir, "output");
+    env.KAON_OUTPUT = join(dir, ATTEMPT_OUTPUT);
     env.KAON_ENDPOINT = this.opts.endpoint();
     env.KAON_TOKEN = this.opts.tokens.issue({ runId: run.id, path: step.path, attempt: number });
     for (const [k, v] of Object.entries(step.node.step.env)) env[k] = v;
@@ -1453,8 +1454,8 @@ export class Engine {
           command: plan.command,
           env: { ...env, ...(plan.env ?? {}) },
           cwd: plan.cwd ?? dir,
-          stdoutPath: join(dir, "stdout"),
-          stderrPath: join(dir, "stderr"),
+          stdoutPath: join(dir, ATTEMPT_STDOUT),
+          stderrPath: join(dir, ATTEMPT_STDERR),
         },
       };
       const tooLarge = launchTooLarge(task.spec);
@@ -1748,7 +1749,7 @@ export class Engine {
     this.journal.touch(attemptKey(step.scope.run.id, step.path, attempt.number));
     this.releaseTypeSlot(step);
     // Outputs the job wrote to $KAON_OUTPUT.
-    const parsed = readOutputFile(join(this.attemptDir(step, attempt.number), "output"));
+    const parsed = readOutputFile(join(this.attemptDir(step, attempt.number), ATTEMPT_OUTPUT));
     for (const [k, v] of Object.entries(parsed.outputs)) this.setOutput(step, k, v);
     for (const p of parsed.problems) this.addMessage(step, 3, p);
     const finish = (succeeded: boolean, failure: Failure, message: string) => {

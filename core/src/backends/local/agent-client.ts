@@ -4,18 +4,24 @@
 // never forks (a fork blocks Node's event loop for a time that grows with the heap). Core
 // talks to it over a Unix socket `<dir>/agent.sock` with newline-delimited JSON objects,
 // one per line, both ways. Requests are pipelined: nothing waits for a reply except `list`,
-// `ping` and `bench`, which carry an `id` echoed in their reply.
+// `ping` and `bench`, which carry an `id` echoed in their reply. Protocol version 2 (the
+// agent says its version in `hello`; core refuses an agent that speaks another one).
 //
 // Requests (core → agent):
+//   {"type":"env","envId":0,"env":{"K":"V"}}
+//       Defines environment base `envId` (0-63) on this connection, replacing an earlier one
+//       with that id. Bases belong to the connection: a new one starts with none.
 //   {"type":"launch","taskId":"r1.train.1","argv":["python","x.py"] | "shell":"echo hi",
-//    "env":{"K":"V"},"cwd":"/abs","stdout":"/abs/out","stderr":"/abs/err","meta":{...}}
+//    "envId":0?,"env":{"K":"V"},"cwd":"/abs","stdout":"/abs/out","stderr":"/abs/err","meta":{...}}
 //       Starts a job: own process group, stdin /dev/null, stdout/stderr appended to the
 //       files (created with their directories; "" or absent: discarded; the same path for
-//       both: one file), cwd created if missing. env is exactly the given map, plus the
-//       agent's PATH when the map has none; argv[0] is resolved on that PATH. shell runs
-//       `/bin/sh -c script`. taskId: 1-200 of [A-Za-z0-9._-]. `meta` is opaque, stored and
-//       returned by list. Launching a taskId the agent already knows runs nothing and
-//       re-reports the task's state (started or its terminal event).
+//       both: one file), cwd created if missing. The job's environment is exactly base
+//       `envId` (if given) with `env` over it, plus the agent's PATH when neither has one;
+//       argv[0] is resolved on that PATH. (The backend sends what all tasks of a run share
+//       once as a base, see env-bases.ts.) shell runs `/bin/sh -c script`. taskId: 1-200 of
+//       [A-Za-z0-9._-]. `meta` is opaque, stored and returned by list. Launching a taskId
+//       the agent already knows runs nothing and re-reports the task's state (started or its
+//       terminal event).
 //   {"type":"kill","taskId":"…","signal":"SIGTERM","graceMs":10000}
 //       Signals the task's process group (default SIGTERM), then SIGKILL after graceMs
 //       (default 10000). When a killed task's leader ends, the rest of its group gets
@@ -24,11 +30,12 @@
 //   {"type":"list","id":1}           every task the agent holds (running or not yet acked).
 //   {"type":"ping","id":2}           liveness; the reply carries the agent's pid.
 //   {"type":"bench","id":3,"n":2000,"concurrency":8,"argv":["true"]}
-//       Spawns n processes straight from the agent (no records, no events) and replies
-//       with the elapsed time: the spawn floor for benchmarks.
+//       Spawns n processes straight from the agent (started and reaped like launches, but
+//       no files, records or events) and replies with the elapsed time: the spawn floor for
+//       benchmarks.
 //
 // Events and replies (agent → core):
-//   {"type":"hello","pid":123,"version":1}                      first line on every connection
+//   {"type":"hello","pid":123,"version":2}                      first line on every connection
 //   {"type":"started","taskId":"…","pid":456,"ts":1700000000000}
 //   {"type":"exited","taskId":"…","exitCode":3 | "signal":"SIGTERM","killed":true?,
 //    "lost":true?,"message":"…"?,"ts":…}
@@ -38,10 +45,14 @@
 //   {"type":"unknown","taskId":"…"}    a kill for a task the agent does not hold.
 //   {"type":"list","id":1,"tasks":[{taskId,state:"launching"|"running"|"exited"|"error",
 //    pid?,startedAt?,endedAt?,exitCode?,signal?,lost?,killed?,message?,meta?,…}]}
-//   {"type":"pong","id":2,"pid":123,"version":1}
+//   {"type":"pong","id":2,"pid":123,"version":2}
 //   {"type":"bench","id":3,"n":2000,"elapsedMs":1234.5,"failures":0}
-//   {"type":"invalid","message":"…"}    a request the agent could not understand.
+//   {"type":"invalid","message":"…"}    a request the agent could not understand (or a bad env).
 //   {"type":"superseded","message":"…"} another client connected; this connection closes.
+//
+// Batching: requests that arrive together are handled together — the records of a burst of
+// launches are written in one journal write and their `started` events leave in one socket
+// write; exits reaped together likewise. Core writes the requests of one tick in one write.
 //
 // Durability: the agent appends each task's record to `<dir>/tasks.journal` (JSON lines,
 // group-written, compacted by rewrite + rename) when the job starts and again with its
@@ -59,6 +70,10 @@
 // socket gone or refused starts a new agent.
 
 import net from "node:net";
+import { EnvBases } from "./env-bases.js";
+
+/** The protocol this core speaks; the agent says its own in `hello`. */
+export const AGENT_PROTOCOL_VERSION = 2;
 
 export interface AgentTaskRecord {
   taskId: string;
@@ -119,20 +134,31 @@ export class AgentConnection {
   >();
   private corked = false;
   private closed = false;
+  private readonly envBases = new EnvBases();
   /** Requests written so far; lets callers tell which launches a `list` reply covers. */
   sent = 0;
+  /** The agent's first line: its pid and protocol version. Rejects if the connection closes first. */
+  readonly hello: Promise<{ pid: number; version: number }>;
+  private gotHello: ((hello: { pid: number; version: number }) => void) | undefined;
 
   private constructor(
     private readonly socket: net.Socket,
     private readonly onEvent: (event: AgentEvent) => void,
     private readonly onClose: (error?: Error) => void,
   ) {
+    let noHello: (err: Error) => void = () => {};
+    this.hello = new Promise((resolve, reject) => {
+      this.gotHello = resolve;
+      noHello = reject;
+    });
+    this.hello.catch(() => {}); // a caller that never asks is not an unhandled rejection
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => this.receive(chunk));
     socket.on("error", () => {}); // 'close' follows and reports
     socket.on("close", () => {
       this.closed = true;
       const err = new Error("connection to the local agent closed");
+      noHello(err);
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
       this.onClose();
@@ -172,6 +198,14 @@ export class AgentConnection {
     }
     this.sent++;
     this.socket.write(`${JSON.stringify(request)}\n`);
+  }
+
+  /** Queues a launch, its environment encoded against this connection's bases. */
+  launch(request: LaunchRequest): void {
+    const { env, ...rest } = request;
+    const encoded = this.envBases.encode(env);
+    if (encoded.define) this.send({ type: "env", ...encoded.define });
+    this.send({ type: "launch", ...rest, envId: encoded.envId, env: encoded.env });
   }
 
   /** Sends a request that has a reply (list, ping, bench) and waits for it. */
@@ -220,6 +254,10 @@ export class AgentConnection {
       message = JSON.parse(line) as Reply;
     } catch {
       return; // the agent writes whole JSON lines; a torn one means the socket is dying
+    }
+    if (message.type === "hello" && this.gotHello) {
+      this.gotHello({ pid: Number(message.pid), version: Number(message.version) });
+      this.gotHello = undefined;
     }
     if (typeof message.id === "number") {
       const waiter = this.pending.get(message.id);

@@ -4,6 +4,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -109,6 +110,57 @@ describe("LocalBackend", () => {
       .trim()
       .split("\n");
     expect(noPath.sort()).toEqual(["ONLY=1", `PATH=${process.env.PATH}`].sort());
+  });
+
+  it("gives every job exactly its env when launches share most of it (env bases)", async () => {
+    const dir = newDataDir();
+    const { backend, rec } = await startBackend(dir, {
+      resources: { cpus: 64, memMb: 4096, gpus: 0, diskMb: 0 },
+    });
+    const shared = { PATH: "/usr/bin:/bin", HOME: "/home/x", RUN: "r1", LONG: "v".repeat(500) };
+    const envs: Array<Record<string, string>> = [
+      ...Array.from({ length: 12 }, (_, i) => ({ ...shared, I: String(i), TOKEN: `t${i}` })),
+      { ...shared, I: "x", HOME: "/elsewhere" }, // overrides a shared variable
+      { RUN: "r1", I: "y" }, // lacks shared ones, and PATH: the agent's
+      { ...shared, I: "z", constructor: "c" }, // a name of an Object method is data
+    ];
+    const offer = await rec.takeOffer();
+    backend.launch(
+      [offer.id],
+      envs.map((env, i) => spec(dir, `t-env${i}`, argv("env"), { env })),
+    );
+    for (const [i, env] of envs.entries()) {
+      expect(await rec.final(`t-env${i}`)).toMatchObject({ state: "FINISHED" });
+      const got = fs
+        .readFileSync(path.join(dir, "logs", `t-env${i}.out`), "utf8")
+        .trim()
+        .split("\n")
+        .sort();
+      const want = Object.entries({ PATH: process.env.PATH, ...env })
+        .map(([k, v]) => `${k}=${v}`)
+        .sort();
+      expect(got, `env of task ${i}`).toEqual(want);
+    }
+  });
+
+  it("refuses an agent that speaks another protocol version, saying how to fix it", async () => {
+    const dir = newDataDir();
+    const agentDir = path.join(dir, "agent");
+    fs.mkdirSync(agentDir, { recursive: true });
+    // An agent of an older kaon: says hello with version 1 and nothing else.
+    const server = net.createServer((socket) =>
+      socket.write(`${JSON.stringify({ type: "hello", pid: 4242, version: 1 })}\n`),
+    );
+    await new Promise<void>((resolve) => server.listen(path.join(agentDir, "agent.sock"), resolve));
+    try {
+      const backend = new LocalBackend({ dataDir: dir, startTimeoutMs: 2000 });
+      await expect(backend.start(new Recorder())).rejects.toThrow(
+        /speaks protocol version 1, but this core speaks version 2.*kill 4242/,
+      );
+      await backend.stop();
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("reports a missing binary as ERROR with a clear message", async () => {

@@ -21,7 +21,12 @@ import {
   type TaskState,
   type TaskStatus,
 } from "../backend.js";
-import type { AgentConnection, AgentEvent, AgentTaskRecord } from "./agent-client.js";
+import {
+  AGENT_PROTOCOL_VERSION,
+  type AgentConnection,
+  type AgentEvent,
+  type AgentTaskRecord,
+} from "./agent-client.js";
 import { connectOrStartAgent, defaultAgentBinary } from "./agent-process.js";
 import {
   checkResources,
@@ -214,8 +219,7 @@ export class LocalBackend implements ComputeBackend {
       task.state = "STARTING";
       this.pool.reserve(task.resources);
       const meta: TaskMeta = { resources: task.resources, name: spec.name };
-      conn.send({
-        type: "launch",
+      conn.launch({
         taskId: spec.taskId,
         ...(spec.command.kind === "argv"
           ? { argv: spec.command.argv }
@@ -371,6 +375,15 @@ export class LocalBackend implements ComputeBackend {
     }
     this.conn = conn;
     try {
+      const hello = await conn.hello;
+      if (hello.version !== AGENT_PROTOCOL_VERSION) {
+        throw new Error(
+          `the local agent of ${this.agentDir} (pid ${hello.pid}) speaks protocol version ` +
+            `${hello.version}, but this core speaks version ${AGENT_PROTOCOL_VERSION}: it is the ` +
+            `agent of another kaon version. Stop it (kill ${hello.pid}; its running jobs keep ` +
+            "running and the next agent re-adopts them) and start this core again",
+        );
+      }
       await this.resync(undefined);
       if (!conn.isOpen) throw new Error("connection to the local agent closed");
     } catch (err) {
