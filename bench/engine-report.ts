@@ -49,7 +49,8 @@ if (process.argv[2] === "--client") {
     for (let seq = 1; seq <= perJob; seq++) {
       await job.report(
         { sequence: seq, items: batch(seq) },
-        { deadline: new Date(Date.now() + CALL_DEADLINE_MS) },
+        // The TypeScript SDK's deadline is an AbortSignal timer on the client (raw.ts).
+        { signal: AbortSignal.timeout(CALL_DEADLINE_MS) },
       );
     }
   };

@@ -3,9 +3,10 @@
 // artifact checks of a job's AnnounceArtifact (C2), GetContext's applied sequence, and the
 // error contract (codes, messages, the kaon-error-details-bin trailer) of the lean path.
 import { readFileSync, writeFileSync } from "node:fs";
-import { ErrorDetails, type ReportItem, StepStatus } from "@kaon/proto";
+import { ErrorDetails, type MessageLevel, type ReportItem, StepStatus } from "@kaon/proto";
 import { ClientError, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { attemptDir } from "../../core/src/engine/attempt-layout.js";
 import { REPORT_LIMITS } from "../../core/src/engine/engine.js";
 import type { WriteBatch } from "../../core/src/store/runs/rows.js";
 import { type EngineKaon, startEngineKaon } from "./support/harness.js";
@@ -52,7 +53,7 @@ async function runningJob() {
   } finally {
     clearTimeout(timer);
   }
-  const dir = `${k.dataDir}/runs/${runId}/job/1`;
+  const dir = attemptDir(k.dataDir, runId, "job", 1);
   const deadline = Date.now() + 15_000;
   let token = "";
   while (!token) {
@@ -188,7 +189,12 @@ describe("JobService.Report bounds (C1)", () => {
       [counter("c", Number.NaN), /counter 'c' delta NaN is not a finite number/],
       [counter("c", Number.POSITIVE_INFINITY), /counter 'c' delta Infinity is not a finite number/],
       [
-        { kind: { $case: "message", value: { level: 7, text: "hi", time: undefined } } },
+        {
+          kind: {
+            $case: "message",
+            value: { level: 7 as MessageLevel, text: "hi", time: undefined },
+          },
+        },
         /message level 7 is not a MessageLevel/,
       ],
       [
