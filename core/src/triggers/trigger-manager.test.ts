@@ -11,7 +11,7 @@ import { messageToJson, WorkflowDefinition } from "@kaon/proto";
 import { ServerError, Status } from "nice-grpc";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { workflowRepoDefinitions } from "../engine/definitions.js";
-import type { StartRunInput } from "../engine/engine.js";
+import { EngineError, type StartRunInput } from "../engine/engine.js";
 import { parseDefinitionText } from "../model/files.js";
 import { type Db, openDatabase } from "../store/db.js";
 import { WorkflowRepo } from "../store/workflow-repo.js";
@@ -142,6 +142,26 @@ describe("trigger fires that cannot start a run", () => {
     await m.stop();
     const again = await manager(new ScriptedEngine([]), [5]);
     expect(await lastError(again)).toBe("param 'uri': expected a string");
+  });
+
+  it("does not retry the engine's own refusals, but retries while it is unavailable", async () => {
+    const refused = new ScriptedEngine([
+      new EngineError("INVALID_ARGUMENT", "param 'uri': expected a string"),
+    ]);
+    const m = await manager(refused, [5, 5]);
+    refused.announce(1);
+    await m.idle();
+    expect(refused.calls).toHaveLength(1);
+    await m.stop();
+    const unavailable = new ScriptedEngine([
+      new EngineError("UNAVAILABLE", "the server could not write to its database"),
+      "ok",
+    ]);
+    const again = await manager(unavailable, [5, 5]);
+    unavailable.announce(2);
+    await again.idle();
+    expect(unavailable.calls).toHaveLength(2);
+    expect(await lastError(again)).toBeUndefined();
   });
 
   it("stops retrying when the manager stops", async () => {

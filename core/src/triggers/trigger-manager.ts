@@ -29,7 +29,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { type Initiator, InitiatorKind, type Trigger, type WorkflowDefinition } from "@kaon/proto";
 import { ServerError, Status } from "nice-grpc";
-import type { DefinitionSource, StartRunInput } from "../engine/engine.js";
+import { type DefinitionSource, EngineError, type StartRunInput } from "../engine/engine.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { JsonValue } from "../steps/step-type.js";
 import type { Db } from "../store/db.js";
@@ -718,6 +718,8 @@ function view(t: LiveTrigger): TriggerView {
  */
 function isTransient(err: unknown): boolean {
   if (err instanceof TriggerParamError) return false;
+  // The engine's own refusals (bad params, unknown version, …); UNAVAILABLE is transient.
+  if (err instanceof EngineError) return err.code === "UNAVAILABLE";
   if (err instanceof ServerError) {
     return ![
       Status.INVALID_ARGUMENT,
