@@ -14,7 +14,7 @@ import {
 import { Authenticator, type AuthFiles, loadOrCreateAuthFiles, StepTokens } from "./api/auth.js";
 import { createClusterService } from "./api/cluster-service.js";
 import { registerService, type ServiceRegistration } from "./api/registration.js";
-import { engineServices } from "./api/run-service.js";
+import { engineCall, engineServices } from "./api/run-service.js";
 import { type KaonServer, startServer } from "./api/server.js";
 import { createTriggerService } from "./api/trigger-service.js";
 import { createWorkflowService } from "./api/workflow-service.js";
@@ -105,7 +105,10 @@ export async function createKaon(options: CreateKaonOptions): Promise<Kaon> {
             stepTypes,
             settings,
             log,
-            hasUnfinishedRuns: (workflowId) => hasUnfinishedRuns(db, workflowId),
+            whileNoRuns: (workflowId, deleteIt) =>
+              engineCall(() =>
+                engine.whileNoRuns(workflowId, () => hasUnfinishedRuns(db, workflowId), deleteIt),
+              ),
           }),
           (workflowId) => triggers.refreshWorkflow(workflowId),
         ),

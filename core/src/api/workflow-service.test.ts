@@ -15,7 +15,7 @@ import { freshPgDatabase } from "../../../test/support/pg.js";
 import { silentLogger } from "../log.js";
 import { parseDefinitionText } from "../model/files.js";
 import { type Db, openDatabase } from "../store/db.js";
-import { ERROR_DETAILS_TRAILER } from "./errors.js";
+import { ERROR_DETAILS_TRAILER, failedPrecondition } from "./errors.js";
 import { registerService } from "./registration.js";
 import { startTestKaon, type TestKaon } from "./testing.js";
 import { createWorkflowService } from "./workflow-service.js";
@@ -83,7 +83,10 @@ describe.each(databases)("WorkflowService over gRPC on $name", (database) => {
     const impl = createWorkflowService({
       db,
       log: silentLogger,
-      hasUnfinishedRuns: async (id) => unfinished.has(id),
+      whileNoRuns: async (id, deleteIt) => {
+        if (unfinished.has(id)) throw failedPrecondition(`workflow '${id}' has unfinished runs`);
+        return deleteIt();
+      },
     });
     kaon = await startTestKaon({ services: [registerService(WorkflowServiceDefinition, impl)] });
     client = kaon.client(WorkflowServiceDefinition);

@@ -52,10 +52,11 @@ export interface WorkflowServiceDeps {
   settings?: StepTypeSettings;
   log?: Logger;
   /**
-   * From the engine: whether a workflow has runs that have not finished. Delete refuses while
-   * it does. Absent means no engine is wired, so there can be no runs.
+   * From the engine: runs `deleteIt` only while the workflow has no unfinished run, and keeps
+   * new runs from starting until it ends; refuses (FAILED_PRECONDITION) otherwise. Absent means
+   * no engine is wired, so there can be no runs.
    */
-  hasUnfinishedRuns?: (workflowId: string) => Promise<boolean>;
+  whileNoRuns?: <T>(workflowId: string, deleteIt: () => Promise<T>) => Promise<T>;
   /** Clock (epoch ms), for tests. */
   now?: () => number;
 }
@@ -244,13 +245,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps): WorkflowServic
     async deleteWorkflow(request, context) {
       const id = requireId(request.workflowId);
       if (!(await repo.getWorkflow(id))) throw notFound(`workflow '${id}' not found`);
-      if (deps.hasUnfinishedRuns && (await deps.hasUnfinishedRuns(id))) {
-        throw failedPrecondition(
-          `workflow '${id}' has unfinished runs; stop them first, then delete the workflow`,
-        );
-      }
       context.signal.throwIfAborted();
-      const deleted = await repo.delete(id);
+      const deleteIt = () => repo.delete(id);
+      const deleted = deps.whileNoRuns ? await deps.whileNoRuns(id, deleteIt) : await deleteIt();
       if (!deleted) throw notFound(`workflow '${id}' not found`);
       log.info("deleted a workflow", { workflow: id });
       return {};

@@ -297,6 +297,8 @@ export class Engine {
   private readonly childWaiters = new Map<string, StepState>();
   /** In-flight StartRun calls by idempotency key. */
   private readonly starting = new Map<string, Promise<{ runId: string; created: boolean }>>();
+  /** Workflows being deleted: no run of theirs may start meanwhile (see `whileNoRuns`). */
+  private readonly deleting = new Set<string>();
   private readonly revisionLocks = new Map<string, Promise<unknown>>();
   /** Runs a Restart or RetryStep is bringing back (between its first read and its rebuild). */
   private readonly reopening = new Set<string>();
@@ -736,8 +738,44 @@ export class Engine {
     if (!this.started || this.stopped) throw new Error("the engine is not running");
   }
 
+  /**
+   * Runs `action` (deleting the workflow) only if the workflow has no unfinished run, with new
+   * runs of it refused until `action` ends — so no run can start between the check and the
+   * delete. Unfinished: live in this engine (even if its row is not committed yet) or, per
+   * `unfinishedInDb`, in the database.
+   */
+  async whileNoRuns<T>(
+    workflowId: string,
+    unfinishedInDb: () => Promise<boolean>,
+    action: () => Promise<T>,
+  ): Promise<T> {
+    if (this.deleting.has(workflowId)) {
+      throw new EngineError("FAILED_PRECONDITION", `workflow '${workflowId}' is being deleted`);
+    }
+    this.deleting.add(workflowId);
+    try {
+      // Starts that loaded the definition before the block are registered by now: the check
+      // and the registration in startRunNow run without an await between them.
+      if ((this.byWorkflow.get(workflowId)?.length ?? 0) > 0 || (await unfinishedInDb())) {
+        throw new EngineError(
+          "FAILED_PRECONDITION",
+          `workflow '${workflowId}' has unfinished runs; stop them first, then delete the workflow`,
+        );
+      }
+      return await action();
+    } finally {
+      this.deleting.delete(workflowId);
+    }
+  }
+
   private async startRunNow(input: StartRunInput): Promise<{ runId: string; created: boolean }> {
     const found = await this.loadDefinition(input.workflowId, input.version);
+    if (this.deleting.has(input.workflowId)) {
+      throw new EngineError(
+        "FAILED_PRECONDITION",
+        `workflow '${input.workflowId}' is being deleted; no run of it can start`,
+      );
+    }
     if (!found) {
       const which =
         input.version === 0 ? "" : input.version === -1 ? " (latest)" : ` version ${input.version}`;
