@@ -95,6 +95,7 @@ def workflow() -> kaon.Workflow:
                 exit_codes=[1, 137],
             ),
             timeout=timedelta(minutes=90),
+            heartbeat_timeout=timedelta(minutes=10),
             inputs=[
                 kaon.Artifact("members", partitions={"dateint": "${params.dateint}"})
             ],

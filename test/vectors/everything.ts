@@ -92,6 +92,7 @@ export function workflow(): kaon.Workflow {
             exitCodes: [1, 137],
           },
           timeout: "90m",
+          heartbeatTimeout: "10m",
           inputs: [{ name: "members", partitions: { dateint: "${params.dateint}" } }],
           outputs: [
             {

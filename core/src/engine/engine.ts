@@ -141,11 +141,16 @@ export interface EngineOptions {
 }
 
 /** Messages of attempts being killed; recovery reads the kill reason back from them. */
-const KILL_MESSAGES = { stop: "stop requested", timeout: "timed out; being killed" } as const;
+const KILL_MESSAGES = {
+  stop: "stop requested",
+  timeout: "timed out; being killed",
+  heartbeat: "no heartbeat; being killed",
+} as const;
 
-function killReasonOf(message: string): "stop" | "timeout" | undefined {
+function killReasonOf(message: string): "stop" | "timeout" | "heartbeat" | undefined {
   if (message === KILL_MESSAGES.stop) return "stop";
   if (message === KILL_MESSAGES.timeout) return "timeout";
+  if (message === KILL_MESSAGES.heartbeat) return "heartbeat";
   return undefined;
 }
 
@@ -408,7 +413,7 @@ export class Engine {
    * crash the recovered attempt still knows that its KILLED end is a stop or a timeout, not a
    * failure to retry.
    */
-  private recordKillReason(attempt: AttemptState, reason: "stop" | "timeout"): void {
+  private recordKillReason(attempt: AttemptState, reason: "stop" | "timeout" | "heartbeat"): void {
     attempt.killReason = reason;
     attempt.message = KILL_MESSAGES[reason];
     this.journal.attempt(attempt);
@@ -426,6 +431,7 @@ export class Engine {
       for (const step of run.byPath.values()) {
         if (step.timer) clearTimeout(step.timer);
         if (step.attempt?.timeoutTimer) clearTimeout(step.attempt.timeoutTimer);
+        if (step.attempt?.heartbeatTimer) clearTimeout(step.attempt.heartbeatTimer);
       }
     }
   }
@@ -454,6 +460,7 @@ export class Engine {
       for (const step of run.byPath.values()) {
         if (step.timer) clearTimeout(step.timer);
         if (step.attempt?.timeoutTimer) clearTimeout(step.attempt.timeoutTimer);
+        if (step.attempt?.heartbeatTimer) clearTimeout(step.attempt.heartbeatTimer);
         step.attempt?.abort?.abort();
       }
     }
@@ -1372,7 +1379,7 @@ export class Engine {
     if (result.outputs)
       for (const [k, v] of Object.entries(result.outputs)) this.setOutput(step, k, v);
     if (attempt.killReason) {
-      const timeout = attempt.killReason === "timeout";
+      const timeout = attempt.killReason !== "stop";
       attempt.status = timeout
         ? AttemptStatus.ATTEMPT_STATUS_TIMED_OUT
         : AttemptStatus.ATTEMPT_STATUS_STOPPED;
@@ -1391,6 +1398,7 @@ export class Engine {
   }
 
   private armStepTimeout(step: StepState, attempt: AttemptState): void {
+    if (attempt.kind === "task") this.armHeartbeatWatch(step, attempt);
     const ms = durationMs(step.node.step.timeout);
     if (ms <= 0) return;
     const started = attempt.startedAt ?? this.now();
@@ -1406,6 +1414,32 @@ export class Engine {
       Math.max(0, started + ms - this.now()),
     );
     attempt.timeoutTimer.unref?.();
+  }
+
+  /**
+   * Step.heartbeat_timeout: one timer per attempt, not one per Report — when it fires it
+   * re-arms for what is left since the last Report, and kills the task once a whole window
+   * passed without one. The window starts at the later of the attempt's start and now (after
+   * a restart of core the last Report time is not known).
+   */
+  private armHeartbeatWatch(step: StepState, attempt: AttemptState): void {
+    const ms = durationMs(step.node.step.heartbeatTimeout);
+    if (ms <= 0 || attempt.heartbeatTimer) return;
+    attempt.lastHeartbeat = Math.max(attempt.lastHeartbeat, this.now());
+    const check = () => {
+      attempt.heartbeatTimer = undefined;
+      if (step.attempt !== attempt || attempt.endedAt !== null || attempt.killReason) return;
+      const silentFor = this.now() - attempt.lastHeartbeat;
+      if (silentFor < ms) {
+        attempt.heartbeatTimer = setTimeout(check, ms - silentFor);
+        attempt.heartbeatTimer.unref?.();
+        return;
+      }
+      this.recordKillReason(attempt, "heartbeat");
+      this.journal.afterCommit(() => this.opts.backend.kill(attempt.taskId));
+    };
+    attempt.heartbeatTimer = setTimeout(check, ms);
+    attempt.heartbeatTimer.unref?.();
   }
 
   /**
@@ -1781,6 +1815,7 @@ export class Engine {
     attempt.abort?.abort();
     attempt.abort = undefined;
     if (attempt.timeoutTimer) clearTimeout(attempt.timeoutTimer);
+    if (attempt.heartbeatTimer) clearTimeout(attempt.heartbeatTimer);
     attempt.endedAt = status.timestamp || this.now();
     if (status.exitCode !== undefined) attempt.exitCode = status.exitCode;
     const wasLaunching = attempt.status === AttemptStatus.ATTEMPT_STATUS_LAUNCHING;
@@ -1907,7 +1942,11 @@ export class Engine {
         return;
       }
       case "KILLED": {
-        if (attempt.killReason === "timeout") {
+        if (attempt.killReason === "heartbeat") {
+          const seconds = durationMs(step.node.step.heartbeatTimeout) / 1000;
+          const msg = `no heartbeat for ${seconds}s (heartbeat_timeout): the job reported nothing and was killed`;
+          finish(false, { kind: "timeout", message: msg }, msg);
+        } else if (attempt.killReason === "timeout") {
           const ms = durationMs(step.node.step.timeout);
           finish(
             false,
@@ -2836,6 +2875,7 @@ export class Engine {
     for (let i = 0; i < items.length; i++) validateReportItem(items[i] as ReportItem, i);
     checkStepReportBounds(step, items);
     this.applyReportItems(step, items);
+    attempt.lastHeartbeat = this.now();
     attempt.reportSeq = sequence;
     this.journal.attempt(attempt);
     await this.journal.committed();
@@ -3769,7 +3809,7 @@ export class Engine {
     }
     if (a.kind === "inline" && a.killReason) {
       // Stopped or timed out before the crash: that is how it ended, not lost.
-      const timeout = a.killReason === "timeout";
+      const timeout = a.killReason !== "stop";
       a.status = timeout
         ? AttemptStatus.ATTEMPT_STATUS_TIMED_OUT
         : AttemptStatus.ATTEMPT_STATUS_STOPPED;

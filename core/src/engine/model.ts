@@ -205,9 +205,12 @@ export class AttemptState {
   /** The row exists (written by the journal): the next write can be an UPDATE. */
   written = false;
   /** Why core asked for the kill, when it did. */
-  killReason: "timeout" | "stop" | undefined;
+  killReason: "timeout" | "stop" | "heartbeat" | undefined;
   abort: AbortController | undefined;
   timeoutTimer: NodeJS.Timeout | undefined;
+  /** The heartbeat watch (Step.heartbeat_timeout), re-armed from `lastHeartbeat` when it fires. */
+  heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Epoch ms of the attempt's last Report (any item); 0 before the first. */
   lastHeartbeat = 0;
   private resourcesSerialized: ResourceAmounts | undefined;
   private resourcesJsonText = "";

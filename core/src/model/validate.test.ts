@@ -624,6 +624,21 @@ describe("validateDefinition", () => {
       expectViolation(v, "steps[0].timeout", "longer than the limit");
     });
 
+    it("checks heartbeat timeouts: a duration, only on steps that run as processes", () => {
+      const v = check(`
+        id: wf
+        steps:
+          - {id: a, type: command, config: {argv: [x]}, heartbeat_timeout: 0s}
+          - {id: b, type: noop, heartbeat_timeout: 60s}
+          - {id: c, type: foreach, heartbeat_timeout: 60s, foreach: {axes: [{values: [1]}], body: [{id: d, type: noop}]}}
+          - {id: e, type: command, config: {argv: [x]}, heartbeat_timeout: 300s}
+      `);
+      expectViolation(v, "steps[0].heartbeat_timeout", "a zero timeout would fail at once");
+      expectViolation(v, "steps[1].heartbeat_timeout", "runs inside the server", "use timeout");
+      expectViolation(v, "steps[2].heartbeat_timeout", "is a container", "steps inside it");
+      expect(v.filter((x) => x.field.startsWith("steps[3]"))).toEqual([]);
+    });
+
     it("checks constraints", () => {
       const v = check(`
         id: wf

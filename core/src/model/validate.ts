@@ -691,6 +691,7 @@ class Validator {
     if (s.timeout) {
       this.checkDuration(s.timeout, `${path}.timeout`, DEFINITION_LIMITS.maxTimeoutSeconds, true);
     }
+    if (s.heartbeatTimeout) this.checkHeartbeatTimeout(s, path, label);
     for (const [name, value] of Object.entries(s.env)) {
       const p = `${path}.env.${name}`;
       if (!ENV_NAME_PATTERN.test(name)) {
@@ -756,6 +757,27 @@ class Validator {
 
   private knownTypeNames(): string[] {
     return [...this.stepTypes.names(), ...CONTAINER_TYPES];
+  }
+
+  /** Only a process can report; containers and inline steps would always time out. */
+  private checkHeartbeatTimeout(s: Step, path: string, label: string): void {
+    const field = `${path}.heartbeat_timeout`;
+    this.checkDuration(
+      s.heartbeatTimeout as NonNullable<Step["heartbeatTimeout"]>,
+      field,
+      DEFINITION_LIMITS.maxTimeoutSeconds,
+      true,
+    );
+    const kind = CONTAINER_TYPES.has(s.type) ? "container" : this.stepTypes.get(s.type)?.kind;
+    if (kind === "container" || kind === "inline") {
+      this.out.add(
+        field,
+        `${label}: heartbeat_timeout applies to steps that run as processes; a '${s.type}' step ${kind === "container" ? "is a container" : "runs inside the server"} and sends no heartbeats`,
+        kind === "container"
+          ? "set heartbeat_timeout on the steps inside it"
+          : "remove it, or use timeout to bound the step",
+      );
+    }
   }
 
   private checkType(

@@ -75,6 +75,11 @@ export interface StepOptions {
   /** A policy, or a number for `{ maxAttempts: n }`. */
   retry?: RetryInput | number;
   timeout?: DurationInput;
+  /**
+   * An attempt that reports nothing (e.g. `job.heartbeat()`) for this long is taken as hung and
+   * killed (TIMED_OUT). Only for steps that run as processes.
+   */
+  heartbeatTimeout?: DurationInput;
   env?: Record<string, string>;
   inputs?: ArtifactRefInput[];
   outputs?: ArtifactRefInput[];
@@ -230,6 +235,12 @@ export class Step implements Node {
     if (o.retry !== undefined) message.retry = compileRetry(o.retry, `step ${this.id}: retry`);
     if (o.timeout !== undefined) {
       message.timeout = compileDuration(o.timeout, `step ${this.id}: timeout`);
+    }
+    if (o.heartbeatTimeout !== undefined) {
+      message.heartbeatTimeout = compileDuration(
+        o.heartbeatTimeout,
+        `step ${this.id}: heartbeatTimeout`,
+      );
     }
     return message;
   }

@@ -48,6 +48,8 @@ class CommonStepOptions(TypedDict, total=False):
         constraints: Placement rules.
         retry: `Retry(...)`, or an int for `Retry(max_attempts=n)`.
         timeout: Seconds or a timedelta; the attempt is killed after this long.
+        heartbeat_timeout: Seconds or a timedelta; an attempt that reports nothing (e.g.
+            `kaon.job.heartbeat()`) for this long is taken as hung and killed (TIMED_OUT).
         env: Extra environment (literal strings).
         inputs: Artifacts the step waits for.
         outputs: Artifacts announced when the step succeeds.
@@ -64,6 +66,7 @@ class CommonStepOptions(TypedDict, total=False):
     constraints: Sequence[Constraint]
     retry: Retry | int
     timeout: float | timedelta
+    heartbeat_timeout: float | timedelta
     env: Mapping[str, str]
     inputs: Sequence[Artifact]
     outputs: Sequence[Artifact]
@@ -261,6 +264,7 @@ class Step(Flow):
         retry = options.pop("retry", None)
         self.retry: Retry | None = Retry(max_attempts=retry) if isinstance(retry, int) else retry
         self.timeout: float | timedelta | None = options.pop("timeout", None)
+        self.heartbeat_timeout: float | timedelta | None = options.pop("heartbeat_timeout", None)
         self.env: dict[str, str] = dict(options.pop("env", {}))
         self.input_artifacts: list[Artifact] = list(options.pop("inputs", ()))
         self.output_artifacts: list[Artifact] = list(options.pop("outputs", ()))
@@ -339,6 +343,10 @@ class Step(Flow):
             out.retry.SetInParent()
         if self.timeout is not None:
             out.timeout.CopyFrom(to_duration(self.timeout, f"{where}.timeout"))
+        if self.heartbeat_timeout is not None:
+            out.heartbeat_timeout.CopyFrom(
+                to_duration(self.heartbeat_timeout, f"{where}.heartbeat_timeout")
+            )
         if self.split is not None:
             out.split = enum_value(  # type: ignore[assignment]
                 "SPLIT_MODE_", dict(workflow_pb2.SplitMode.items()), self.split, f"{where}.split"

@@ -508,6 +508,7 @@ class Step(_message.Message):
     IGNORE_FAILURE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     SKIP_IF_OUTPUTS_EXIST_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within its graph; letters, digits, `_` `-`, 1-64 chars, starting with a letter."""
     description: _builtins.str
@@ -580,6 +581,14 @@ class Step(_message.Message):
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels."""
 
+    @_builtins.property
+    def heartbeat_timeout(self) -> _duration_pb2.Duration:
+        """For steps that run as processes: an attempt that sends no Report (any item counts — a
+        heartbeat, progress, an output) for this long is taken as hung: it is killed and counts as
+        TIMED_OUT ("no heartbeat for …"), retried under retry_on TIMEOUT. Unset: not watched. The
+        clock starts when the attempt runs, and again when core restarts.
+        """
+
     def __init__(
         self,
         *,
@@ -604,10 +613,11 @@ class Step(_message.Message):
         ignore_failure: _builtins.bool = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         skip_if_outputs_exist: Global___SkipPolicy.ValueType = ...,
+        heartbeat_timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "foreach", b"foreach", "loop", b"loop", "resources", b"resources", "retry", b"retry", "subworkflow", b"subworkflow", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "foreach", b"foreach", "heartbeat_timeout", b"heartbeat_timeout", "loop", b"loop", "resources", b"resources", "retry", b"retry", "subworkflow", b"subworkflow", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "constraints", b"constraints", "description", b"description", "env", b"env", "foreach", b"foreach", "id", b"id", "ignore_failure", b"ignore_failure", "inputs", b"inputs", "join", b"join", "loop", b"loop", "next", b"next", "outputs", b"outputs", "params", b"params", "resources", b"resources", "retry", b"retry", "skip_if_outputs_exist", b"skip_if_outputs_exist", "split", b"split", "subworkflow", b"subworkflow", "tags", b"tags", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "constraints", b"constraints", "description", b"description", "env", b"env", "foreach", b"foreach", "heartbeat_timeout", b"heartbeat_timeout", "id", b"id", "ignore_failure", b"ignore_failure", "inputs", b"inputs", "join", b"join", "loop", b"loop", "next", b"next", "outputs", b"outputs", "params", b"params", "resources", b"resources", "retry", b"retry", "skip_if_outputs_exist", b"skip_if_outputs_exist", "split", b"split", "subworkflow", b"subworkflow", "tags", b"tags", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

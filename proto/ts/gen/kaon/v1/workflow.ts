@@ -564,6 +564,13 @@ export interface Step {
   tags: { [key: string]: string };
   /** On restart or backfill, skip the step when every declared output artifact already exists. */
   skipIfOutputsExist: SkipPolicy;
+  /**
+   * For steps that run as processes: an attempt that sends no Report (any item counts — a
+   * heartbeat, progress, an output) for this long is taken as hung: it is killed and counts as
+   * TIMED_OUT ("no heartbeat for …"), retried under retry_on TIMEOUT. Unset: not watched. The
+   * clock starts when the attempt runs, and again when core restarts.
+   */
+  heartbeatTimeout?: Duration | undefined;
 }
 
 export interface Step_EnvEntry {
@@ -1532,6 +1539,7 @@ function createBaseStep(): Step {
     ignoreFailure: false,
     tags: {},
     skipIfOutputsExist: 0,
+    heartbeatTimeout: undefined,
   };
 }
 
@@ -1599,6 +1607,9 @@ export const Step: MessageFns<Step> = {
     });
     if (message.skipIfOutputsExist !== 0) {
       writer.uint32(168).int32(message.skipIfOutputsExist);
+    }
+    if (message.heartbeatTimeout !== undefined) {
+      Duration.encode(message.heartbeatTimeout, writer.uint32(178).fork()).join();
     }
     return writer;
   },
@@ -1790,6 +1801,14 @@ export const Step: MessageFns<Step> = {
             message.skipIfOutputsExist = reader.int32() as any;
             continue;
           }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.heartbeatTimeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1861,6 +1880,11 @@ export const Step: MessageFns<Step> = {
         : isSet(object.skip_if_outputs_exist)
         ? skipPolicyFromJSON(object.skip_if_outputs_exist)
         : 0,
+      heartbeatTimeout: isSet(object.heartbeatTimeout)
+        ? Duration.fromJSON(object.heartbeatTimeout)
+        : isSet(object.heartbeat_timeout)
+        ? Duration.fromJSON(object.heartbeat_timeout)
+        : undefined,
     };
   },
 
@@ -1941,6 +1965,9 @@ export const Step: MessageFns<Step> = {
     if (message.skipIfOutputsExist !== 0) {
       obj.skipIfOutputsExist = skipPolicyToJSON(message.skipIfOutputsExist);
     }
+    if (message.heartbeatTimeout !== undefined) {
+      obj.heartbeatTimeout = Duration.toJSON(message.heartbeatTimeout);
+    }
     return obj;
   },
 
@@ -1996,6 +2023,9 @@ export const Step: MessageFns<Step> = {
       {},
     );
     message.skipIfOutputsExist = object.skipIfOutputsExist ?? 0;
+    message.heartbeatTimeout = (object.heartbeatTimeout !== undefined && object.heartbeatTimeout !== null)
+      ? Duration.fromPartial(object.heartbeatTimeout)
+      : undefined;
     return message;
   },
 };

@@ -1,0 +1,82 @@
+// Step.heartbeat_timeout through the real server and real processes: a job that reports
+// nothing for the window is taken as hung — killed, TIMED_OUT naming the heartbeat, retried
+// under retry_on TIMEOUT — while a job that keeps reporting outlives the window many times.
+import { readFileSync, writeFileSync } from "node:fs";
+import { AttemptStatus, RunStatus, StepStatus } from "@kaon/proto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { attemptDir } from "../../core/src/engine/attempt-layout.js";
+import { type EngineKaon, startEngineKaon } from "./support/harness.js";
+
+let k: EngineKaon;
+beforeAll(async () => {
+  k = await startEngineKaon();
+});
+afterAll(async () => {
+  await k?.stop();
+});
+
+describe("heartbeat_timeout", () => {
+  it("kills a silent job as TIMED_OUT naming the heartbeat, and retries it under retry_on TIMEOUT", async () => {
+    await k.deploy({
+      id: "silent",
+      steps: [
+        {
+          id: "hung",
+          type: "command",
+          config: { shell: "sleep 30" },
+          heartbeatTimeout: "0.4s",
+          retry: { maxAttempts: 2, initialBackoff: "0.05s", retryOn: ["RETRY_ON_TIMEOUT"] },
+        },
+      ],
+    });
+    const started = Date.now();
+    const { run } = await k.run("silent");
+    expect(run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const got = await k.runs.getStep({ runId: run.id, path: "hung" });
+    expect(got.step?.status).toBe(StepStatus.STEP_STATUS_TIMED_OUT);
+    expect(got.step?.reason).toContain("no heartbeat for 0.4s (heartbeat_timeout)");
+    expect(got.attempts.map((a) => a.status)).toEqual([
+      AttemptStatus.ATTEMPT_STATUS_TIMED_OUT,
+      AttemptStatus.ATTEMPT_STATUS_TIMED_OUT,
+    ]);
+  });
+
+  it("keeps a job that reports running well past the window", async () => {
+    await k.deploy({
+      id: "chatty",
+      steps: [
+        {
+          id: "alive",
+          type: "command",
+          config: { shell: 'echo "$KAON_TOKEN" > token; while [ ! -f go ]; do sleep 0.02; done' },
+          heartbeatTimeout: "0.5s",
+        },
+      ],
+    });
+    const { run } = await k.runs.startRun({ workflowId: "chatty" });
+    const runId = run?.id as string;
+    const dir = attemptDir(k.dataDir, runId, "alive", 1);
+    const deadline = Date.now() + 15_000;
+    let token = "";
+    while (!token) {
+      if (Date.now() > deadline) throw new Error("the job never wrote its token");
+      try {
+        token = readFileSync(`${dir}/token`, "utf8").trim();
+      } catch {}
+      if (!token) await new Promise((r) => setTimeout(r, 10));
+    }
+    const job = k.jobClient(token);
+    // 2 s of heartbeats every 0.2 s: four windows of 0.5 s, none of them silent.
+    for (let sequence = 1; sequence <= 10; sequence++) {
+      await job.report({ sequence, items: [{ kind: { $case: "heartbeat", value: true } }] });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect((await k.runs.getStep({ runId, path: "alive" })).step?.status).toBe(
+      StepStatus.STEP_STATUS_RUNNING,
+    );
+    writeFileSync(`${dir}/go`, "");
+    const done = await k.watch(runId);
+    expect(done.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+});
