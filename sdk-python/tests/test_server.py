@@ -109,6 +109,26 @@ def test_script_step_uses_the_in_job_api(client: kaon.Client) -> None:
     assert step.progress == 100
 
 
+def test_a_refused_report_item_is_dropped_and_the_rest_of_its_batch_arrives(
+    client: kaon.Client,
+) -> None:
+    # One batch: a good output, one whose name core refuses (over 256 characters), another
+    # good one. Core applies none of a batch it refuses; the SDK drops the named item and
+    # sends the rest again.
+    script = (
+        "import kaon.job as job\n"
+        "job.output('before', 1)\n"
+        "job.output('x' * 300, 2)\n"
+        "job.output('after', 3)\n"
+    )
+    with kaon.Workflow(unique("sdk-py-refused")) as wf:
+        kaon.python("reports", script=script, **PY)  # type: ignore[arg-type]
+    run = client.run(wf).wait(timeout=120, progress=False, check=True)
+    step = run.step("reports")
+    assert step.outputs == {"before": 1, "after": 3}
+    assert "a report was refused and dropped" in run.logs("reports", stream="stderr")
+
+
 def test_failed_run_restart_and_watch(client: kaon.Client, tmp_path: Path) -> None:
     flag = tmp_path / "fixed"
     with kaon.Workflow(unique("sdk-py-restart")) as wf:

@@ -2,7 +2,7 @@
 // the high-water mark is acknowledged and ignored, a sequence below 1 is refused, GetContext
 // tells the mark) and records what it applied, so tests can count exactly-once delivery. State lives outside the server so a test can stop the server
 // and start another one on the same port with the same state (a core restart).
-import { type Artifact, JobServiceDefinition, type ReportItem } from "@kaon/proto";
+import { type Artifact, ErrorDetails, JobServiceDefinition, type ReportItem } from "@kaon/proto";
 import { type CallContext, ServerError, Status } from "nice-grpc";
 import { partialImpl, startTestServer, type TestServer } from "./support.js";
 
@@ -75,12 +75,17 @@ export function startJobServer(state: JobState, port = 0): Promise<TestServer> {
               `sequence ${req.sequence} must be 1 or more`,
             );
           }
-          for (const item of req.items) {
+          // Like core: the whole batch is refused, naming the item in the error details.
+          for (const [i, item] of req.items.entries()) {
             if (item.kind?.$case === "output" && item.kind.value.name === "bad name") {
-              throw new ServerError(
-                Status.INVALID_ARGUMENT,
-                "items[0].output.name: 'bad name' is not a valid output name",
+              const description = "'bad name' is not a valid output name";
+              context.trailer.set(
+                "kaon-error-details-bin",
+                ErrorDetails.encode({
+                  violations: [{ field: `items[${i}]`, description, hint: "" }],
+                }).finish(),
               );
+              throw new ServerError(Status.INVALID_ARGUMENT, `items[${i}]: ${description}`);
             }
           }
           state.apply(req.sequence, req.items);

@@ -8,12 +8,14 @@ and ignores a batch numbered at or below it. Numbering starts at GetContext's
 `applied_sequence + 1` (asked when the first batch goes out), so a second reporter of the
 same attempt (a child process, `kaon job output`) continues the count; the TypeScript SDK
 does the same. While core is briefly away (UNAVAILABLE) a call is retried with backoff for
-up to `retry_for` seconds.
+up to `retry_for` seconds. An item core refuses (over a per-step limit, a bad value) is
+dropped with a line on stderr, and the rest of its batch is sent again.
 """
 
 from __future__ import annotations
 
 import atexit
+import re
 import sys
 import threading
 import time
@@ -23,7 +25,7 @@ from typing import TypeVar
 import grpc
 
 from kaon._client import RawClient
-from kaon._errors import KaonError
+from kaon._errors import InvalidArgumentError, KaonError
 from kaon.v1 import job_service_pb2, run_pb2
 
 Resp = TypeVar("Resp")
@@ -144,15 +146,35 @@ class Reporter:
                 raise self._raw._error(error, what, False) from None
 
     def _send(self, batch: list[run_pb2.ReportItem]) -> None:
-        if self._gave_up:
+        while batch and not self._gave_up:
+            try:
+                sequence = self._sequence()
+                request = job_service_pb2.ReportRequest(sequence=sequence, items=batch)
+                response = self._call(self._raw.jobs.Report, request, "send job reports")
+            except InvalidArgumentError as error:
+                # Core checks a batch whole and applies none of it when one item breaks a rule
+                # (a limit, a bad value), naming it `items[i]`: drop that item, send the rest
+                # under the same sequence number (a refused batch does not use it up).
+                bad = _offending_item(error, len(batch))
+                if bad is None:
+                    print(f"kaon.job: {len(batch)} report(s) lost: {error}", file=sys.stderr)
+                    return
+                print(f"kaon.job: a report was refused and dropped: {error}", file=sys.stderr)
+                batch = batch[:bad] + batch[bad + 1 :]
+                continue
+            except KaonError as error:
+                if error.code == grpc.StatusCode.UNAUTHENTICATED:
+                    self._gave_up = True  # the attempt has ended; nothing later can get through
+                print(f"kaon.job: {len(batch)} report(s) lost: {error}", file=sys.stderr)
+                return
+            self._next_sequence = max(sequence, response.applied_sequence) + 1
             return
-        try:
-            sequence = self._sequence()
-            request = job_service_pb2.ReportRequest(sequence=sequence, items=batch)
-            response = self._call(self._raw.jobs.Report, request, "send job reports")
-        except KaonError as error:
-            if error.code == grpc.StatusCode.UNAUTHENTICATED:
-                self._gave_up = True  # the attempt has ended; nothing later can get through
-            print(f"kaon.job: {len(batch)} report(s) lost: {error}", file=sys.stderr)
-            return
-        self._next_sequence = max(sequence, response.applied_sequence) + 1
+
+
+def _offending_item(error: InvalidArgumentError, count: int) -> int | None:
+    """The index core named in `items[i]`, if it names one of this batch's items."""
+    for violation in error.violations:
+        match = re.match(r"items\[(\d+)\]", violation.field)
+        if match and int(match.group(1)) < count:
+            return int(match.group(1))
+    return None

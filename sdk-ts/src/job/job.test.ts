@@ -159,10 +159,16 @@ describe("exactly once", () => {
     expect(state.applied).toEqual([1, 2, 3]);
   });
 
-  test("a report the server refuses fails flush with the server's message", async () => {
-    const { job } = await setup();
+  test("a report the server refuses fails flush with the server's message; the rest of its batch arrives", async () => {
+    const { state, job } = await setup();
+    job.output("before", 1);
     job.output("bad name", 1);
+    job.output("after", 2);
     await expect(job.flush()).rejects.toThrow(/'bad name' is not a valid output name/);
+    expect(outputs(state)).toEqual([
+      ["before", 1],
+      ["after", 2],
+    ]);
     // The next flush starts clean.
     job.output("good", 1);
     await job.flush();

@@ -7,10 +7,17 @@
 // `appliedSequence + 1`, asked when the first batch goes out, so reporters of one attempt that
 // run one after another (`kaon job output` twice, an SDK in a child process) continue the count
 // instead of being ignored; the Python SDK does the same. While core is briefly away
-// (UNAVAILABLE, deadline) a call is retried with backoff for up to `retryForMs`.
+// (UNAVAILABLE, deadline) a call is retried with backoff for up to `retryForMs`. An item core
+// refuses (over a per-step limit, a bad value) is dropped — flush() rejects with why — and the
+// rest of its batch is sent again.
 import type { JobServiceDefinition, ReportItem } from "@kaon/proto";
 import type { Client } from "nice-grpc";
-import { ConnectionError, DeadlineExceededError, KaonError } from "../errors.js";
+import {
+  ConnectionError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  KaonError,
+} from "../errors.js";
 
 /** Tuning of a Reporter; the defaults suit a job that reports a few times a second or less. */
 export interface ReporterOptions {
@@ -117,19 +124,34 @@ export class Reporter {
     return this.nextSequence;
   }
 
-  private async send(items: ReportItem[]): Promise<void> {
+  private async send(batch: ReportItem[]): Promise<void> {
     this.busy = true;
+    let items = batch;
     try {
-      const sequence = await this.takeSequence(items);
-      const response = await this.retrying(
-        () => this.jobs.report({ sequence, items }),
-        sequence,
-        `${items.length} report(s) of batch ${sequence} were not delivered`,
-      );
-      const applied = Number(response.appliedSequence);
-      this.appliedSequence = Math.max(this.appliedSequence, applied);
-      // Another reporter of this attempt may have moved the mark past this batch.
-      this.nextSequence = Math.max(sequence, applied) + 1;
+      while (items.length > 0) {
+        const sequence = await this.takeSequence(items);
+        let response: { appliedSequence: number };
+        try {
+          response = await this.retrying(
+            () => this.jobs.report({ sequence, items }),
+            sequence,
+            `${items.length} report(s) of batch ${sequence} were not delivered`,
+          );
+        } catch (err) {
+          // Core applies none of a batch it refuses and names the item (`items[i]`): drop it
+          // (flush() reports the refusal) and send the rest under the same sequence number.
+          const bad = offendingItem(err, items.length);
+          if (bad === undefined) throw err;
+          this.failure ??= err;
+          items = [...items.slice(0, bad), ...items.slice(bad + 1)];
+          continue;
+        }
+        const applied = Number(response.appliedSequence);
+        this.appliedSequence = Math.max(this.appliedSequence, applied);
+        // Another reporter of this attempt may have moved the mark past this batch.
+        this.nextSequence = Math.max(sequence, applied) + 1;
+        return;
+      }
     } catch (err) {
       this.failure ??= err;
     } finally {
@@ -159,4 +181,14 @@ export class Reporter {
       }
     }
   }
+}
+
+/** The index core named in `items[i]` of a refused batch, if it is one of this batch's. */
+function offendingItem(err: unknown, count: number): number | undefined {
+  if (!(err instanceof InvalidArgumentError)) return undefined;
+  for (const v of err.violations) {
+    const m = /^items\[(\d+)\]/.exec(v.field);
+    if (m && Number(m[1]) < count) return Number(m[1]);
+  }
+  return undefined;
 }
