@@ -134,6 +134,46 @@ describe("restart and retry", () => {
     await k.watch(live?.id as string);
   });
 
+  it("a restarted step gets its whole retry budget again, top-level and in a foreach", async () => {
+    // Fails on attempts 1-2 (the first run spends its 2 attempts), fails attempt 3, succeeds
+    // from attempt 4: only a fresh budget of 2 after the restart lets it succeed.
+    const flaky = sh('[ "$KAON_ATTEMPT" -ge 4 ] || exit 1');
+    const retry = { maxAttempts: 2, initialBackoff: "0.01s" };
+    await k.deploy({
+      id: "budget",
+      steps: [
+        { id: "top", type: "command", config: flaky, retry, next: [{ to: "fe" }] },
+        {
+          id: "fe",
+          type: "foreach",
+          foreach: {
+            axes: [{ name: "i", values: [1] }],
+            body: [{ id: "inner", type: "command", config: flaky, retry }],
+          },
+        },
+      ],
+    });
+    const first = await k.run("budget");
+    expect(first.run.status).toBe(RunStatus.RUN_STATUS_FAILED);
+    expect((await k.runs.getStep({ runId: first.run.id, path: "top" })).attempts).toHaveLength(2);
+    const restart = () =>
+      k.runs.restartRun({
+        runId: first.run.id,
+        from: RestartFrom.RESTART_FROM_FAILED,
+        stepId: "",
+        params: {},
+        requestId: "",
+      });
+    await restart();
+    const second = await k.watch(first.run.id);
+    // top: attempts 3 (fails) and 4 (succeeds); the foreach then runs for the first time.
+    expect((await k.runs.getStep({ runId: first.run.id, path: "top" })).attempts).toHaveLength(4);
+    expect(second.run.status).toBe(RunStatus.RUN_STATUS_FAILED); // inner spent attempts 1-2
+    await restart();
+    const third = await k.watch(first.run.id);
+    expect(third.run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+
   it("restart from the beginning reruns a foreach; RetryStep retries one failed iteration", async () => {
     await k.deploy({
       id: "rb",

@@ -912,7 +912,11 @@ export class Engine {
         scope.prefix + node.id,
         scope.sortPrefix + nodeKey(node.index),
       );
-      if (run.attemptFloor) step.attemptCount = run.attemptFloor.get(step.path) ?? 0;
+      if (run.attemptFloor) {
+        step.attemptCount = run.attemptFloor.get(step.path) ?? 0;
+        // Attempts of the run before its restart do not use up this one's retries.
+        if (step.attemptCount > 0) step.book = { f: step.attemptCount };
+      }
       scope.steps[node.index] = step;
       run.byPath.set(step.path, step);
       this.journal.step(step);
@@ -3339,7 +3343,9 @@ export class Engine {
     const rows: StepRecordRow[] = [...keep];
     for (const r of resetRows) {
       const book = JSON.parse(r.state_json) as StepBook;
-      const kept: StepBook = {};
+      // A restart gives the step its whole retry budget again (Airflow's clear does the same):
+      // the attempts so far stay visible but do not count against max_attempts.
+      const kept: StepBook = r.attempt_count > 0 ? { f: r.attempt_count } : {};
       if (onlyPath !== undefined && r.path !== onlyPath && book.v) {
         kept.v = book.v;
         if (book.a) kept.a = book.a;
