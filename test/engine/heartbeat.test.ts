@@ -50,7 +50,7 @@ describe("heartbeat_timeout", () => {
           id: "alive",
           type: "command",
           config: { shell: 'echo "$KAON_TOKEN" > token; while [ ! -f go ]; do sleep 0.02; done' },
-          heartbeatTimeout: "0.5s",
+          heartbeatTimeout: "1.5s",
         },
       ],
     });
@@ -67,8 +67,9 @@ describe("heartbeat_timeout", () => {
       if (!token) await new Promise((r) => setTimeout(r, 10));
     }
     const job = k.jobClient(token);
-    // 2 s of heartbeats every 0.2 s: four windows of 0.5 s, none of them silent.
-    for (let sequence = 1; sequence <= 10; sequence++) {
+    // 4 s of heartbeats every 0.2 s: more than two windows of 1.5 s, none of them silent
+    // (the window is wide so that a loaded machine's stalls do not count as silence).
+    for (let sequence = 1; sequence <= 20; sequence++) {
       await job.report({ sequence, items: [{ kind: { $case: "heartbeat", value: true } }] });
       await new Promise((r) => setTimeout(r, 200));
     }
