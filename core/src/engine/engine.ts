@@ -1258,11 +1258,14 @@ export class Engine {
 
   private resourcesOf(step: StepState): ResourceAmounts {
     const r = step.node.step.resources;
+    // 3 decimals, as Mesos keeps them; a value that rounds to 0 (deployed before validation
+    // required 0.01 cpus and 1 MiB) takes the default, so it cannot lift the concurrency bound.
+    const round = (v: number | undefined) => Math.round((v ?? 0) * 1000) / 1000;
     return {
-      cpus: r?.cpus || 1,
-      memMb: r?.memMb || 256,
-      gpus: r?.gpus || 0,
-      diskMb: r?.diskMb || 0,
+      cpus: round(r?.cpus) || 1,
+      memMb: round(r?.memMb) || 256,
+      gpus: round(r?.gpus) || 0,
+      diskMb: round(r?.diskMb) || 0,
     };
   }
 
