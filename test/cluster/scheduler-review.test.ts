@@ -165,4 +165,43 @@ describe("scheduler review", () => {
     expect(step?.reason).toContain("KAON_PARAM_");
     expect(step?.attemptCount).toBe(0);
   });
+
+  it("Q4: a stream of low-priority small steps does not starve a higher-priority large one", async () => {
+    await k.deploy({
+      id: "q4-stream",
+      priority: 0,
+      steps: [
+        {
+          id: "each",
+          type: "foreach",
+          foreach: {
+            concurrency: 6,
+            axes: [{ name: "i", values: Array.from({ length: 20 }, (_, i) => i) }],
+            body: [
+              { id: "t", type: "command", config: { shell: "sleep 0.3" }, resources: { cpus: 1 } },
+            ],
+          },
+        },
+      ],
+    });
+    await k.deploy({
+      id: "q4-urgent",
+      priority: 100,
+      steps: [{ id: "big", type: "command", config: { shell: "true" }, resources: { cpus: 4 } }],
+    });
+    const stream = (await k.runs.startRun({ workflowId: "q4-stream", params: {} })).run
+      ?.id as string;
+    await k.watchUntil(stream, reached("each[0]/t", StepStatus.STEP_STATUS_RUNNING));
+    const urgent = (await k.runs.startRun({ workflowId: "q4-urgent", params: {} })).run
+      ?.id as string;
+    expect((await k.finish(urgent, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    // Before the fix the 4-cpu step ran only once the whole stream had drained.
+    // (The last iteration is not even created yet while the foreach's window is further back.)
+    const last = await k.runs
+      .getStep({ runId: stream, path: "each[19]/t" })
+      .then((r) => r.step?.status)
+      .catch(() => undefined);
+    expect(last).not.toBe(StepStatus.STEP_STATUS_SUCCEEDED);
+    expect((await k.finish(stream, 30_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
 });

@@ -235,6 +235,8 @@ interface PendingTask {
   attemptNumber: number;
   resources: ResourceAmounts;
   constraints: GraphNode["step"]["constraints"];
+  /** The run's priority: a task that misses reserves agents against lower ones (matcher). */
+  priority: number;
   spec: Omit<TaskSpec, "agentId">;
   seq: number;
 }
@@ -286,6 +288,8 @@ export class Engine {
   private pendingSeq = 0;
   /** Whether the backend was revived since the last matching pass (at most once per pass). */
   private revivedSincePass = false;
+  /** Agents' total capacities by id (agentTotal). */
+  private readonly agentTotals = new Map<string, ResourceAmounts>();
   /**
    * Steps holding a slot of their run's step-type concurrency limit (the `holdsTypeSlot`
    * flag): a slot is released once, by whichever end comes first, stop included.
@@ -1487,6 +1491,7 @@ export class Engine {
         attemptNumber: number,
         resources,
         constraints: step.node.step.constraints,
+        priority: run.priority,
         seq: this.pendingSeq++,
         spec: {
           taskId: this.taskIdFor(step, number),
@@ -1568,9 +1573,23 @@ export class Engine {
         hostname: o.hostname,
         free: { ...o.resources },
         attributes: o.attributes,
+        ...this.agentTotal(o.agentId),
       });
     }
     this.journal.touch("sched");
+  }
+
+  /**
+   * The total capacity of an offer's agent, for the matcher's reservations (Q4); asked of
+   * the backend once per agent. Nothing when the backend cannot tell.
+   */
+  private agentTotal(agentId: string): { total?: ResourceAmounts } {
+    let total = this.agentTotals.get(agentId);
+    if (total === undefined && this.opts.backend.agents) {
+      for (const a of this.opts.backend.agents()) this.agentTotals.set(a.id, a.total);
+      total = this.agentTotals.get(agentId);
+    }
+    return total ? { total } : {};
   }
 
   /**

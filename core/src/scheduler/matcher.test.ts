@@ -200,3 +200,50 @@ describe("matchTasks with namespace quotas", () => {
     expect(placed[0]?.task).toBe(first);
   });
 });
+
+describe("reservation for a higher-priority task that missed (review Q4)", () => {
+  const withTotal = (o: OfferSlot, cpus: number): OfferSlot => ({ ...o, total: r(cpus, 10_000) });
+
+  it("keeps lower-priority tasks off the agents that could hold the task that missed", () => {
+    const big = { resources: r(4), constraints: [], priority: 100 };
+    const small = Array.from({ length: 3 }, () => ({
+      resources: r(1),
+      constraints: [],
+      priority: 0,
+    }));
+    const { placed, waiting } = matchTasks([big, ...small], [withTotal(offer("a", 2), 4)]);
+    expect(placed).toEqual([]);
+    expect(waiting.map((w) => w.reason)).toEqual([
+      "waiting for resources: needs cpus 4, 2 free",
+      ...small.map(
+        () =>
+          "waiting for resources: held for a task of priority 100 that needs cpus 4, mem 100 MiB",
+      ),
+    ]);
+  });
+
+  it("leaves agents that could never hold it, and tasks of the same priority, free to use", () => {
+    const big = { resources: r(4), constraints: [], priority: 100 };
+    const peer = { resources: r(3), constraints: [], priority: 100 };
+    const low = { resources: r(1), constraints: [], priority: 0 };
+    const offers = [withTotal(offer("large", 3), 8), withTotal(offer("tiny", 2), 2)];
+    const { placed } = matchTasks([big, peer, low, low, low], offers);
+    // peer (same priority) may use the reserved agent; low goes to the agent too small for big.
+    expect(placed.map((p) => [p.task.priority, p.offer.id])).toEqual([
+      [100, "large"],
+      [0, "tiny"],
+      [0, "tiny"],
+    ]);
+  });
+
+  it("reserves nothing for tasks without a priority (the old behaviour)", () => {
+    const { placed } = matchTasks(
+      [
+        { resources: r(4), constraints: [] },
+        { resources: r(1), constraints: [] },
+      ],
+      [offer("a", 2)],
+    );
+    expect(placed).toHaveLength(1);
+  });
+});

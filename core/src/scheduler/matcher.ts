@@ -17,11 +17,18 @@ export interface OfferSlot {
   /** What is still free in this offer (decremented as tasks are placed). */
   free: ResourceAmounts;
   attributes: Record<string, string>;
+  /**
+   * The agent's total capacity, when known: an offer is reserved for a higher-priority task
+   * that missed only if its agent could ever hold that task (unknown: assumed it could).
+   */
+  total?: ResourceAmounts;
 }
 
 export interface MatchTask {
   resources: ResourceAmounts;
   constraints: readonly Constraint[];
+  /** Run priority; tasks without one never reserve offers nor are held back by a reservation. */
+  priority?: number;
 }
 
 export interface MatchResult<T> {
@@ -91,6 +98,11 @@ const NO_MATCHING_AGENT = "waiting for an agent matching its constraints";
  * consecutive tasks that fit nowhere, so a long queue costs O(placed + maxMisses) per call.
  * Tasks `admission` refuses (quota) wait with its reason and do not count as misses, nor do
  * tasks whose hard constraints no offer meets.
+ *
+ * A task that misses reserves the offers of the agents that could ever hold it (hard
+ * constraints met, total large enough) against tasks of lower priority: otherwise a stream of
+ * small low-priority work keeps taking the resources it frees and the large task never runs
+ * (priority inversion). Agents that could never hold it stay open to everyone.
  */
 export function matchTasks<T extends MatchTask>(
   tasks: Iterable<T>,
@@ -103,6 +115,8 @@ export function matchTasks<T extends MatchTask>(
   let misses = 0;
   /** Constraint lists (shared by the tasks of one step) that no held offer meets. */
   const unmet = new Set<readonly Constraint[]>();
+  /** Offers held for a task that missed: the highest priority among such tasks. */
+  const reservedFor = new Map<OfferSlot, { priority: number; need: ResourceAmounts }>();
   for (const task of tasks) {
     if (misses >= maxMisses) break;
     const refused = admission?.blocked(task);
@@ -118,12 +132,23 @@ export function matchTasks<T extends MatchTask>(
     let bestScore = Number.POSITIVE_INFINITY;
     let anyHard = false;
     let largest: ResourceAmounts = ZERO;
+    /** A reservation that keeps this task off an offer it would fit. */
+    let heldBack: { priority: number; need: ResourceAmounts } | undefined;
     for (const offer of offers) {
       const hard = task.constraints.every((c) => c.soft || constraintHolds(c, offer));
       if (!hard) continue;
       anyHard = true;
       if (offer.free.cpus > largest.cpus || largest === ZERO) largest = offer.free;
       if (!fits(task.resources, offer.free)) continue;
+      const reservation = reservedFor.size > 0 ? reservedFor.get(offer) : undefined;
+      if (
+        reservation !== undefined &&
+        task.priority !== undefined &&
+        reservation.priority > task.priority
+      ) {
+        heldBack = reservation;
+        continue;
+      }
       const softMisses = task.constraints.filter(
         (c) => c.soft && !constraintHolds(c, offer),
       ).length;
@@ -153,15 +178,37 @@ export function matchTasks<T extends MatchTask>(
       // of such tasks (a foreach for another pool) would otherwise hide from every offer.
       unmet.add(task.constraints);
       waiting.push({ task, reason: NO_MATCHING_AGENT });
+    } else if (heldBack) {
+      misses++;
+      waiting.push({
+        task,
+        reason: `waiting for resources: held for a task of priority ${heldBack.priority} that needs cpus ${fmt(heldBack.need.cpus)}, mem ${fmt(heldBack.need.memMb)} MiB`,
+      });
     } else {
       misses++;
       waiting.push({
         task,
         reason: `waiting for resources: ${shortfall(task.resources, largest)}`,
       });
+      if (task.priority !== undefined) reserve(task, task.priority, offers, reservedFor);
     }
   }
   return { placed, waiting };
+}
+
+/** Reserves, for a task that missed, the offers whose agents could ever hold it. */
+function reserve(
+  task: MatchTask,
+  priority: number,
+  offers: readonly OfferSlot[],
+  reservedFor: Map<OfferSlot, { priority: number; need: ResourceAmounts }>,
+): void {
+  for (const offer of offers) {
+    if (reservedFor.has(offer)) continue; // tasks come by priority: the first holder ranks highest
+    if (offer.total !== undefined && !fits(task.resources, offer.total)) continue;
+    if (!task.constraints.every((c) => c.soft || constraintHolds(c, offer))) continue;
+    reservedFor.set(offer, { priority, need: task.resources });
+  }
 }
 
 /**
