@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { type RunEvent, RunStatus, StepStatus } from "@kaon/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BEHIND_MISSES } from "../../core/src/scheduler/matcher.js";
 import { type ClusterKaon, openGate, startClusterKaon, waitForGate } from "./support.js";
 
 let k: ClusterKaon;
@@ -36,6 +37,17 @@ async function hog(name: string, cpus: number): Promise<{ runId: string; gate: s
   const runId = (await k.runs.startRun({ workflowId: name, params: {} })).run?.id as string;
   await k.watchUntil(runId, reached("hog", StepStatus.STEP_STATUS_RUNNING));
   return { runId, gate: g };
+}
+
+/** Polls the step's reason (reasons are not events) until it is `want`; deadline-bound. */
+async function reasonBecomes(runId: string, path: string, want: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  let reason: string | undefined;
+  while (Date.now() < deadline) {
+    reason = (await k.runs.getStep({ runId, path }).catch(() => undefined))?.step?.reason;
+    if (reason === want) return;
+  }
+  throw new Error(`${runId} ${path}: reason is '${reason}', not '${want}' after ${timeoutMs} ms`);
 }
 
 describe("scheduler review", () => {
@@ -203,5 +215,40 @@ describe("scheduler review", () => {
       .catch(() => undefined);
     expect(last).not.toBe(StepStatus.STEP_STATUS_SUCCEEDED);
     expect((await k.finish(stream, 30_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+
+  it("Q8: a queued step keeps the reason its last pass gave; steps past the miss limit say so", async () => {
+    const h = await hog("q8-hog", 3);
+    const twoCpus = { id: "t", type: "command", config: { shell: "true" }, resources: { cpus: 2 } };
+    await k.deploy({ id: "q8-big", steps: [twoCpus] });
+    await k.deploy({
+      id: "q8-many",
+      steps: [
+        {
+          id: "each",
+          type: "foreach",
+          foreach: {
+            axes: [{ name: "i", values: Array.from({ length: 33 }, (_, i) => i) }],
+            body: [twoCpus],
+          },
+        },
+      ],
+    });
+    await k.deploy({ id: "q8-noop", steps: [{ id: "n", type: "noop" }] });
+    const big = (await k.runs.startRun({ workflowId: "q8-big", params: {} })).run?.id as string;
+    const exact = "waiting for resources: needs cpus 2, 1 free";
+    await reasonBecomes(big, "t", exact);
+    // The 1-cpu offer was declined; passes without an offer follow (this run's ticks).
+    const noop = (await k.runs.startRun({ workflowId: "q8-noop", params: {} })).run?.id as string;
+    expect((await k.finish(noop)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.runs.getStep({ runId: big, path: "t" })).step?.reason).toBe(exact);
+    // big and 31 iterations miss (the limit is 32): the last 2 iterations are not looked at.
+    const many = (await k.runs.startRun({ workflowId: "q8-many", params: {} })).run?.id as string;
+    await reasonBecomes(many, "each[32]/t", BEHIND_MISSES);
+    expect((await k.runs.getStep({ runId: many, path: "each[30]/t" })).step?.reason).toBe(exact);
+    openGate(h.gate);
+    expect((await k.finish(big)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.finish(many)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
   });
 });

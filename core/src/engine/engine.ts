@@ -33,7 +33,7 @@ import { launchTooLarge } from "../backends/backend.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import type { ExprScope } from "../model/expr/index.js";
-import { matchTasks, type OfferSlot } from "../scheduler/matcher.js";
+import { BEHIND_MISSES, matchTasks, type OfferSlot } from "../scheduler/matcher.js";
 import { addUsage, type NamespaceUsage, QuotaGate, type QuotaLimits } from "../scheduler/quota.js";
 import { QuotaStore } from "../scheduler/quota-store.js";
 import type {
@@ -237,6 +237,8 @@ interface PendingTask {
   constraints: GraphNode["step"]["constraints"];
   /** The run's priority: a task that misses reserves agents against lower ones (matcher). */
   priority: number;
+  /** Whether a matching pass (with offers) gave it its reason, which is then kept (Q8). */
+  scanned: boolean;
   spec: Omit<TaskSpec, "agentId">;
   seq: number;
 }
@@ -1492,6 +1494,7 @@ export class Engine {
         resources,
         constraints: step.node.step.constraints,
         priority: run.priority,
+        scanned: false,
         seq: this.pendingSeq++,
         spec: {
           taskId: this.taskIdFor(step, number),
@@ -1647,7 +1650,14 @@ export class Engine {
       list.push({ ...task.spec, agentId: offer.agentId });
     }
     for (const offerId of launches.keys()) this.offers.delete(offerId);
-    for (const w of result.waiting) this.setReason(w.task.step, w.reason);
+    for (const w of result.waiting) {
+      this.setReason(w.task.step, w.reason);
+      w.task.scanned = w.refused !== true;
+    }
+    for (const t of result.unscanned) {
+      this.setReason(t.step, BEHIND_MISSES);
+      t.scanned = true;
+    }
     if (this.pendingCount > 0 && !this.onlyQuotaHeld(result.waiting)) {
       // Work is left that the held offers cannot take: return them, so the backend offers
       // again as soon as free resources change (a refusal lasts until they do).
@@ -1691,13 +1701,15 @@ export class Engine {
         this.setReason(t.step, refused);
         continue;
       }
-      if (!explained) {
+      if (!explained && !t.scanned) {
+        // Only when no pass with offers has looked at it: otherwise its reason from that pass
+        // (what it lacks) is the better one, and the offer it saw was declined, not missing.
         this.setReason(t.step, "waiting for resources: none offered yet");
-        explained = true;
       } else if (t.step.reason.startsWith("namespace '")) {
         // Its quota has room again; what it lacks now is an offer.
         this.setReason(t.step, "waiting for resources");
       }
+      explained = true;
       if (!gate) return;
     }
   }

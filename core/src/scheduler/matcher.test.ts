@@ -247,3 +247,19 @@ describe("reservation for a higher-priority task that missed (review Q4)", () =>
     expect(placed).toHaveLength(1);
   });
 });
+
+describe("reasons that tell the truth (review Q8)", () => {
+  it("returns the tasks left unscanned behind the miss limit, so their old reasons go", () => {
+    const tasks = Array.from({ length: 8 }, () => ({ resources: r(10), constraints: [] }));
+    const { waiting, unscanned } = matchTasks(tasks, [offer("a", 1)], 5);
+    expect(waiting).toHaveLength(5);
+    expect(unscanned).toEqual(tasks.slice(5));
+  });
+
+  it("measures the shortfall against the offer closest to fitting, not the one with most cpus", () => {
+    const many: OfferSlot = { ...offer("many", 8), free: r(8, 100) };
+    const near: OfferSlot = { ...offer("near", 1.5), free: r(1.5, 10_000) };
+    const { waiting } = matchTasks([{ resources: r(2, 1000), constraints: [] }], [many, near]);
+    expect(waiting[0]?.reason).toBe("waiting for resources: needs cpus 2, 1.5 free");
+  });
+});
