@@ -1,7 +1,14 @@
 import { ConstraintOperator } from "@kaon/proto";
 import { describe, expect, it } from "vitest";
 import { matchTasks, neverFits, type OfferSlot, unmetConstraints } from "./matcher.js";
-import { emptyUsage, QuotaGate, type QuotaLimits, UNLIMITED } from "./quota.js";
+import {
+  type Admission,
+  behindQuotaReason,
+  emptyUsage,
+  QuotaGate,
+  type QuotaLimits,
+  UNLIMITED,
+} from "./quota.js";
 
 const r = (cpus: number, memMb = 100) => ({ cpus, memMb, gpus: 0, diskMb: 0 });
 const offer = (id: string, cpus: number, attributes: Record<string, string> = {}): OfferSlot => ({
@@ -181,11 +188,38 @@ describe("matchTasks with namespace quotas", () => {
     expect(placed.map((p) => p.task.ns)).toEqual(["web"]);
   });
 
-  it("limits cpus held by a namespace", () => {
+  it("limits cpus held by a namespace; later smaller tasks do not overtake the one held back", () => {
     const tasks = [task("ml", 2), task("ml", 2), task("ml", 1)];
     const { placed, waiting } = matchTasks(tasks, [offer("a", 8)], 32, gate({ ml: { cpus: 3 } }));
-    expect(placed.map((p) => p.task.resources.cpus)).toEqual([2, 1]);
-    expect(waiting[0]?.reason).toBe("namespace 'ml' quota: cpus 2/3 in use, needs 2");
+    expect(placed.map((p) => p.task.resources.cpus)).toEqual([2]);
+    expect(waiting.map((w) => w.reason)).toEqual([
+      "namespace 'ml' quota: cpus 2/3 in use, needs 2",
+      behindQuotaReason("ml"),
+    ]);
+  });
+
+  it("holds back the rest of a full namespace's queue without measuring it (review Q7)", () => {
+    const tasks = [task("ml", 2), ...Array.from({ length: 1000 }, () => task("ml", 1))];
+    const other = task("web", 1);
+    const g = gate({ ml: { cpus: 1 } }, { ml: 1 });
+    let measured = 0;
+    const counting: Admission<NsTask> = {
+      blocked: (t) => {
+        const why = g.blocked(t);
+        if (why !== behindQuotaReason("ml")) measured++;
+        return why;
+      },
+      charge: (t) => g.charge(t),
+    };
+    const { placed, waiting } = matchTasks([...tasks, other], [offer("a", 8)], 32, counting);
+    expect(placed.map((p) => p.task)).toEqual([other]);
+    expect(waiting).toHaveLength(1001);
+    expect(waiting.every((w) => w.refused)).toBe(true);
+    // The first ml task needs more than the limit: it holds nothing back and says so.
+    expect(waiting[0]?.reason).toContain("more than the limit of 1");
+    expect(waiting[1]?.reason).toBe("namespace 'ml' quota: cpus 1/1 in use, needs 1");
+    expect(waiting[2]?.reason).toBe(behindQuotaReason("ml"));
+    expect(measured).toBe(3); // ml's head, its first 1-cpu task, and web's task
   });
 
   it("keeps priority order: the first queued task of a limited namespace goes first", () => {
