@@ -251,4 +251,34 @@ describe("scheduler review", () => {
     expect((await k.finish(many)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
     expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
   });
+
+  it("Q6: an idle engine holds no offer: it declines what it is offered and suppresses", async () => {
+    const fresh = await startClusterKaon();
+    try {
+      // The local backend's own state: the offer it has out, and whether it is suppressed.
+      const backend = fresh.backend as unknown as { offer: unknown; suppressed: boolean };
+      const idle = () => backend.offer === undefined && backend.suppressed;
+      const becomesIdle = async (what: string) => {
+        const deadline = Date.now() + 10_000;
+        while (!idle()) {
+          if (Date.now() > deadline) throw new Error(`${what}: the engine still holds an offer`);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      };
+      await becomesIdle("after start");
+      // New work revives the backend and is placed at once.
+      await fresh.deploy({
+        id: "q6-one",
+        steps: [{ id: "t", type: "command", config: { shell: "true" }, resources: { cpus: 1 } }],
+      });
+      const started = Date.now();
+      const runId = (await fresh.runs.startRun({ workflowId: "q6-one", params: {} })).run
+        ?.id as string;
+      expect((await fresh.finish(runId, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      expect(Date.now() - started).toBeLessThan(2500);
+      await becomesIdle("after a run");
+    } finally {
+      await fresh.stop();
+    }
+  });
 });

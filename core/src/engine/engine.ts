@@ -290,6 +290,8 @@ export class Engine {
   private pendingSeq = 0;
   /** Whether the backend was revived since the last matching pass (at most once per pass). */
   private revivedSincePass = false;
+  /** Whether the backend was suppressed because nothing is pending (releaseOffers). */
+  private idleSuppressed = false;
   /** Agents' total capacities by id (agentTotal). */
   private readonly agentTotals = new Map<string, ResourceAmounts>();
   /**
@@ -1603,19 +1605,24 @@ export class Engine {
   private reviveOnce(): void {
     if (this.revivedSincePass) return;
     this.revivedSincePass = true;
+    this.idleSuppressed = false;
     this.opts.backend.revive();
   }
 
   /** Runs once per tick before the flush: places queued tasks on held offers. */
   private placeTasks(): void {
     this.revivedSincePass = false;
-    if (this.pendingCount === 0) return;
+    if (this.pendingCount === 0) {
+      this.releaseOffers();
+      return;
+    }
     // Drop tasks whose step moved on (stopped while queued).
     for (const t of [...this.pendingInOrder()]) {
       if (!t.step.queued || t.step.status !== StepStatus.STEP_STATUS_QUEUED) this.removePending(t);
     }
     if (this.pendingCount === 0 || this.offers.size === 0) {
       if (this.pendingCount > 0) this.explainWithoutOffers();
+      else this.releaseOffers();
       return;
     }
     const slots = [...this.offers.values()];
@@ -1671,7 +1678,24 @@ export class Engine {
         for (const [offerId, specs] of launches) backend.launch([offerId], specs);
       });
     }
-    if (this.pendingCount === 0) this.opts.backend.suppress();
+    if (this.pendingCount === 0) this.releaseOffers();
+  }
+
+  /**
+   * Nothing is pending: declines every held offer and suppresses the backend, once. Held
+   * offers count as allocated on Mesos, so an idle engine would hoard the cluster. New work
+   * revives the backend (reviveOnce), which offers again before the tick's flush.
+   */
+  private releaseOffers(): void {
+    if (this.offers.size > 0) {
+      const unused = [...this.offers.keys()];
+      this.offers.clear();
+      this.opts.backend.decline(unused);
+      this.idleSuppressed = false;
+    }
+    if (this.idleSuppressed) return;
+    this.idleSuppressed = true;
+    this.opts.backend.suppress();
   }
 
   // -------------------------------------------------------------------------------------
@@ -1738,6 +1762,7 @@ export class Engine {
   async setQuota(namespace: string, limits: QuotaLimits): Promise<void> {
     await this.quotas.set(namespace, limits);
     if (this.pendingCount > 0 && !this.stopped) {
+      this.idleSuppressed = false;
       this.opts.backend.revive();
       this.journal.touch("sched");
     }
