@@ -255,9 +255,12 @@ describe("scheduler review", () => {
   it("Q6: an idle engine holds no offer: it declines what it is offered and suppresses", async () => {
     const fresh = await startClusterKaon();
     try {
-      // The local backend's own state: the offer it has out, and whether it is suppressed.
-      const backend = fresh.backend as unknown as { offer: unknown; suppressed: boolean };
-      const idle = () => backend.offer === undefined && backend.suppressed;
+      // The engine's held offers, and whether it suppressed the backend for being idle.
+      const engine = fresh.kaon.engine as unknown as {
+        offers: Map<string, unknown>;
+        idleSuppressed?: boolean;
+      };
+      const idle = () => engine.offers.size === 0 && engine.idleSuppressed === true;
       const becomesIdle = async (what: string) => {
         const deadline = Date.now() + 10_000;
         while (!idle()) {
