@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { type RunEvent, RunStatus, StepStatus } from "@kaon/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BEHIND_MISSES } from "../../core/src/scheduler/matcher.js";
 import { type ClusterKaon, openGate, startClusterKaon, waitForGate } from "./support.js";
 
 let k: ClusterKaon;
@@ -36,6 +37,17 @@ async function hog(name: string, cpus: number): Promise<{ runId: string; gate: s
   const runId = (await k.runs.startRun({ workflowId: name, params: {} })).run?.id as string;
   await k.watchUntil(runId, reached("hog", StepStatus.STEP_STATUS_RUNNING));
   return { runId, gate: g };
+}
+
+/** Polls the step's reason (reasons are not events) until it is `want`; deadline-bound. */
+async function reasonBecomes(runId: string, path: string, want: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  let reason: string | undefined;
+  while (Date.now() < deadline) {
+    reason = (await k.runs.getStep({ runId, path }).catch(() => undefined))?.step?.reason;
+    if (reason === want) return;
+  }
+  throw new Error(`${runId} ${path}: reason is '${reason}', not '${want}' after ${timeoutMs} ms`);
 }
 
 describe("scheduler review", () => {
@@ -164,5 +176,112 @@ describe("scheduler review", () => {
     );
     expect(step?.reason).toContain("KAON_PARAM_");
     expect(step?.attemptCount).toBe(0);
+  });
+
+  it("Q4: a stream of low-priority small steps does not starve a higher-priority large one", async () => {
+    await k.deploy({
+      id: "q4-stream",
+      priority: 0,
+      steps: [
+        {
+          id: "each",
+          type: "foreach",
+          foreach: {
+            concurrency: 6,
+            axes: [{ name: "i", values: Array.from({ length: 20 }, (_, i) => i) }],
+            body: [
+              { id: "t", type: "command", config: { shell: "sleep 0.3" }, resources: { cpus: 1 } },
+            ],
+          },
+        },
+      ],
+    });
+    await k.deploy({
+      id: "q4-urgent",
+      priority: 100,
+      steps: [{ id: "big", type: "command", config: { shell: "true" }, resources: { cpus: 4 } }],
+    });
+    const stream = (await k.runs.startRun({ workflowId: "q4-stream", params: {} })).run
+      ?.id as string;
+    await k.watchUntil(stream, reached("each[0]/t", StepStatus.STEP_STATUS_RUNNING));
+    const urgent = (await k.runs.startRun({ workflowId: "q4-urgent", params: {} })).run
+      ?.id as string;
+    expect((await k.finish(urgent, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    // Before the fix the 4-cpu step ran only once the whole stream had drained.
+    // (The last iteration is not even created yet while the foreach's window is further back.)
+    const last = await k.runs
+      .getStep({ runId: stream, path: "each[19]/t" })
+      .then((r) => r.step?.status)
+      .catch(() => undefined);
+    expect(last).not.toBe(StepStatus.STEP_STATUS_SUCCEEDED);
+    expect((await k.finish(stream, 30_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+
+  it("Q8: a queued step keeps the reason its last pass gave; steps past the miss limit say so", async () => {
+    const h = await hog("q8-hog", 3);
+    const twoCpus = { id: "t", type: "command", config: { shell: "true" }, resources: { cpus: 2 } };
+    await k.deploy({ id: "q8-big", steps: [twoCpus] });
+    await k.deploy({
+      id: "q8-many",
+      steps: [
+        {
+          id: "each",
+          type: "foreach",
+          foreach: {
+            axes: [{ name: "i", values: Array.from({ length: 33 }, (_, i) => i) }],
+            body: [twoCpus],
+          },
+        },
+      ],
+    });
+    await k.deploy({ id: "q8-noop", steps: [{ id: "n", type: "noop" }] });
+    const big = (await k.runs.startRun({ workflowId: "q8-big", params: {} })).run?.id as string;
+    const exact = "waiting for resources: needs cpus 2, 1 free";
+    await reasonBecomes(big, "t", exact);
+    // The 1-cpu offer was declined; passes without an offer follow (this run's ticks).
+    const noop = (await k.runs.startRun({ workflowId: "q8-noop", params: {} })).run?.id as string;
+    expect((await k.finish(noop)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.runs.getStep({ runId: big, path: "t" })).step?.reason).toBe(exact);
+    // big and 31 iterations miss (the limit is 32): the last 2 iterations are not looked at.
+    const many = (await k.runs.startRun({ workflowId: "q8-many", params: {} })).run?.id as string;
+    await reasonBecomes(many, "each[32]/t", BEHIND_MISSES);
+    expect((await k.runs.getStep({ runId: many, path: "each[30]/t" })).step?.reason).toBe(exact);
+    openGate(h.gate);
+    expect((await k.finish(big)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.finish(many)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+    expect((await k.finish(h.runId)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+  });
+
+  it("Q6: an idle engine holds no offer: it declines what it is offered and suppresses", async () => {
+    const fresh = await startClusterKaon();
+    try {
+      // The engine's held offers, and whether it suppressed the backend for being idle.
+      const engine = fresh.kaon.engine as unknown as {
+        offers: Map<string, unknown>;
+        idleSuppressed?: boolean;
+      };
+      const idle = () => engine.offers.size === 0 && engine.idleSuppressed === true;
+      const becomesIdle = async (what: string) => {
+        const deadline = Date.now() + 10_000;
+        while (!idle()) {
+          if (Date.now() > deadline) throw new Error(`${what}: the engine still holds an offer`);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      };
+      await becomesIdle("after start");
+      // New work revives the backend and is placed at once.
+      await fresh.deploy({
+        id: "q6-one",
+        steps: [{ id: "t", type: "command", config: { shell: "true" }, resources: { cpus: 1 } }],
+      });
+      const started = Date.now();
+      const runId = (await fresh.runs.startRun({ workflowId: "q6-one", params: {} })).run
+        ?.id as string;
+      expect((await fresh.finish(runId, 15_000)).run.status).toBe(RunStatus.RUN_STATUS_SUCCEEDED);
+      expect(Date.now() - started).toBeLessThan(2500);
+      await becomesIdle("after a run");
+    } finally {
+      await fresh.stop();
+    }
   });
 });

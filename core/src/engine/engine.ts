@@ -33,7 +33,7 @@ import { launchTooLarge } from "../backends/backend.js";
 import type { Logger } from "../log.js";
 import { silentLogger } from "../log.js";
 import type { ExprScope } from "../model/expr/index.js";
-import { matchTasks, type OfferSlot } from "../scheduler/matcher.js";
+import { BEHIND_MISSES, matchTasks, type OfferSlot } from "../scheduler/matcher.js";
 import { addUsage, type NamespaceUsage, QuotaGate, type QuotaLimits } from "../scheduler/quota.js";
 import { QuotaStore } from "../scheduler/quota-store.js";
 import type {
@@ -240,6 +240,10 @@ interface PendingTask {
   attemptNumber: number;
   resources: ResourceAmounts;
   constraints: GraphNode["step"]["constraints"];
+  /** The run's priority: a task that misses reserves agents against lower ones (matcher). */
+  priority: number;
+  /** Whether a matching pass (with offers) gave it its reason, which is then kept (Q8). */
+  scanned: boolean;
   spec: Omit<TaskSpec, "agentId">;
   seq: number;
 }
@@ -291,6 +295,10 @@ export class Engine {
   private pendingSeq = 0;
   /** Whether the backend was revived since the last matching pass (at most once per pass). */
   private revivedSincePass = false;
+  /** Whether the backend was suppressed because nothing is pending (releaseOffers). */
+  private idleSuppressed = false;
+  /** Agents' total capacities by id (agentTotal). */
+  private readonly agentTotals = new Map<string, ResourceAmounts>();
   /**
    * Steps holding a slot of their run's step-type concurrency limit (the `holdsTypeSlot`
    * flag): a slot is released once, by whichever end comes first, stop included.
@@ -1269,11 +1277,14 @@ export class Engine {
 
   private resourcesOf(step: StepState): ResourceAmounts {
     const r = step.node.step.resources;
+    // 3 decimals, as Mesos keeps them; a value that rounds to 0 (deployed before validation
+    // required 0.01 cpus and 1 MiB) takes the default, so it cannot lift the concurrency bound.
+    const round = (v: number | undefined) => Math.round((v ?? 0) * 1000) / 1000;
     return {
-      cpus: r?.cpus || 1,
-      memMb: r?.memMb || 256,
-      gpus: r?.gpus || 0,
-      diskMb: r?.diskMb || 0,
+      cpus: round(r?.cpus) || 1,
+      memMb: round(r?.memMb) || 256,
+      gpus: round(r?.gpus) || 0,
+      diskMb: round(r?.diskMb) || 0,
     };
   }
 
@@ -1522,6 +1533,8 @@ export class Engine {
         attemptNumber: number,
         resources,
         constraints: step.node.step.constraints,
+        priority: run.priority,
+        scanned: false,
         seq: this.pendingSeq++,
         spec: {
           taskId: this.taskIdFor(step, number),
@@ -1603,9 +1616,23 @@ export class Engine {
         hostname: o.hostname,
         free: { ...o.resources },
         attributes: o.attributes,
+        ...this.agentTotal(o.agentId),
       });
     }
     this.journal.touch("sched");
+  }
+
+  /**
+   * The total capacity of an offer's agent, for the matcher's reservations (Q4); asked of
+   * the backend once per agent. Nothing when the backend cannot tell.
+   */
+  private agentTotal(agentId: string): { total?: ResourceAmounts } {
+    let total = this.agentTotals.get(agentId);
+    if (total === undefined && this.opts.backend.agents) {
+      for (const a of this.opts.backend.agents()) this.agentTotals.set(a.id, a.total);
+      total = this.agentTotals.get(agentId);
+    }
+    return total ? { total } : {};
   }
 
   /**
@@ -1616,19 +1643,24 @@ export class Engine {
   private reviveOnce(): void {
     if (this.revivedSincePass) return;
     this.revivedSincePass = true;
+    this.idleSuppressed = false;
     this.opts.backend.revive();
   }
 
   /** Runs once per tick before the flush: places queued tasks on held offers. */
   private placeTasks(): void {
     this.revivedSincePass = false;
-    if (this.pendingCount === 0) return;
+    if (this.pendingCount === 0) {
+      this.releaseOffers();
+      return;
+    }
     // Drop tasks whose step moved on (stopped while queued).
     for (const t of [...this.pendingInOrder()]) {
       if (!t.step.queued || t.step.status !== StepStatus.STEP_STATUS_QUEUED) this.removePending(t);
     }
     if (this.pendingCount === 0 || this.offers.size === 0) {
       if (this.pendingCount > 0) this.explainWithoutOffers();
+      else this.releaseOffers();
       return;
     }
     const slots = [...this.offers.values()];
@@ -1663,7 +1695,14 @@ export class Engine {
       list.push({ ...task.spec, agentId: offer.agentId });
     }
     for (const offerId of launches.keys()) this.offers.delete(offerId);
-    for (const w of result.waiting) this.setReason(w.task.step, w.reason);
+    for (const w of result.waiting) {
+      this.setReason(w.task.step, w.reason);
+      w.task.scanned = w.refused !== true;
+    }
+    for (const t of result.unscanned) {
+      this.setReason(t.step, BEHIND_MISSES);
+      t.scanned = true;
+    }
     if (this.pendingCount > 0 && !this.onlyQuotaHeld(result.waiting)) {
       // Work is left that the held offers cannot take: return them, so the backend offers
       // again as soon as free resources change (a refusal lasts until they do).
@@ -1677,7 +1716,24 @@ export class Engine {
         for (const [offerId, specs] of launches) backend.launch([offerId], specs);
       });
     }
-    if (this.pendingCount === 0) this.opts.backend.suppress();
+    if (this.pendingCount === 0) this.releaseOffers();
+  }
+
+  /**
+   * Nothing is pending: declines every held offer and suppresses the backend, once. Held
+   * offers count as allocated on Mesos, so an idle engine would hoard the cluster. New work
+   * revives the backend (reviveOnce), which offers again before the tick's flush.
+   */
+  private releaseOffers(): void {
+    if (this.offers.size > 0) {
+      const unused = [...this.offers.keys()];
+      this.offers.clear();
+      this.opts.backend.decline(unused);
+      this.idleSuppressed = false;
+    }
+    if (this.idleSuppressed) return;
+    this.idleSuppressed = true;
+    this.opts.backend.suppress();
   }
 
   // -------------------------------------------------------------------------------------
@@ -1707,13 +1763,15 @@ export class Engine {
         this.setReason(t.step, refused);
         continue;
       }
-      if (!explained) {
+      if (!explained && !t.scanned) {
+        // Only when no pass with offers has looked at it: otherwise its reason from that pass
+        // (what it lacks) is the better one, and the offer it saw was declined, not missing.
         this.setReason(t.step, "waiting for resources: none offered yet");
-        explained = true;
       } else if (t.step.reason.startsWith("namespace '")) {
         // Its quota has room again; what it lacks now is an offer.
         this.setReason(t.step, "waiting for resources");
       }
+      explained = true;
       if (!gate) return;
     }
   }
@@ -1742,6 +1800,7 @@ export class Engine {
   async setQuota(namespace: string, limits: QuotaLimits): Promise<void> {
     await this.quotas.set(namespace, limits);
     if (this.pendingCount > 0 && !this.stopped) {
+      this.idleSuppressed = false;
       this.opts.backend.revive();
       this.journal.touch("sched");
     }

@@ -574,6 +574,28 @@ describe("validateDefinition", () => {
       expectViolation(v, "steps[1].resources.cpus", "cpus 2000 is more than 1024");
     });
 
+    it("requires at least 0.01 cpus and 1 MiB when set, 0 meaning the default (review Q10)", () => {
+      const v = check(`
+        id: wf
+        steps:
+          - {id: a, type: noop, resources: {cpus: 1e-10, mem_mb: 1e-10, disk_mb: 0.5}}
+          - {id: b, type: noop, resources: {cpus: 0.01, mem_mb: 1, disk_mb: 1}}
+          - {id: c, type: noop, resources: {cpus: 0, mem_mb: 0}}
+      `);
+      expectViolation(
+        v,
+        "steps[0].resources.cpus",
+        "step 'a': cpus 1e-10 is less than the minimum of 0.01 cores",
+      );
+      expectViolation(
+        v,
+        "steps[0].resources.mem_mb",
+        "step 'a': mem_mb 1e-10 is less than the minimum of 1 MiB",
+      );
+      expectViolation(v, "steps[0].resources.disk_mb", "disk_mb 0.5 is less than the minimum");
+      expect(v.filter((x) => !x.field.startsWith("steps[0]"))).toEqual([]);
+    });
+
     it("checks retry bounds", () => {
       const v = check(`
         id: wf

@@ -1050,12 +1050,28 @@ class Validator {
   private checkResources(s: Step, path: string): void {
     const r = s.resources!;
     const L = DEFINITION_LIMITS;
-    const check = (value: number, field: string, max: number, unit: string, hint: string) => {
+    const check = (
+      value: number,
+      field: string,
+      max: number,
+      unit: string,
+      hint: string,
+      min = 0,
+      minText = "",
+    ) => {
       const p = `${path}.resources.${field}`;
       if (!Number.isFinite(value)) this.out.add(p, `${field} is ${value}, not a number`, hint);
       else if (value < 0) this.out.add(p, `step '${s.id}': ${field} ${value} is negative`, hint);
       else if (value > max)
         this.out.add(p, `step '${s.id}': ${field} ${value} is more than ${max}${unit}`, hint);
+      else if (value > 0 && value < min)
+        // A near-zero request would let any number of tasks share an agent (no concurrency
+        // bound), and Mesos keeps 3 decimals, so it would become a 0 request there.
+        this.out.add(
+          p,
+          `step '${s.id}': ${field} ${value} is less than the minimum of ${minText}`,
+          `use 0 for the default, or at least ${min}`,
+        );
     };
     check(
       r.cpus,
@@ -1063,8 +1079,18 @@ class Validator {
       L.maxCpus,
       " cores",
       "use 0 (default: 1 core) up to 1024; fractions such as 0.5 are allowed",
+      0.01,
+      "0.01 cores",
     );
-    check(r.memMb, "mem_mb", L.maxMemMb, " MiB (16 TiB)", "memory is in MiB: 4096 is 4 GiB");
+    check(
+      r.memMb,
+      "mem_mb",
+      L.maxMemMb,
+      " MiB (16 TiB)",
+      "memory is in MiB: 4096 is 4 GiB; use 0 for the default (256 MiB)",
+      1,
+      "1 MiB",
+    );
     check(r.gpus, "gpus", L.maxGpus, "", "use a whole number of GPUs");
     if (Number.isFinite(r.gpus) && r.gpus >= 0 && !Number.isInteger(r.gpus)) {
       this.out.add(
@@ -1073,7 +1099,7 @@ class Validator {
         "GPUs cannot be shared: use 0, 1, 2, ...",
       );
     }
-    check(r.diskMb, "disk_mb", L.maxDiskMb, " MiB (1 PiB)", "disk is in MiB");
+    check(r.diskMb, "disk_mb", L.maxDiskMb, " MiB (1 PiB)", "disk is in MiB", 1, "1 MiB");
   }
 
   private checkConstraint(

@@ -1,7 +1,14 @@
 import { ConstraintOperator } from "@kaon/proto";
 import { describe, expect, it } from "vitest";
 import { matchTasks, neverFits, type OfferSlot, unmetConstraints } from "./matcher.js";
-import { emptyUsage, QuotaGate, type QuotaLimits, UNLIMITED } from "./quota.js";
+import {
+  type Admission,
+  behindQuotaReason,
+  emptyUsage,
+  QuotaGate,
+  type QuotaLimits,
+  UNLIMITED,
+} from "./quota.js";
 
 const r = (cpus: number, memMb = 100) => ({ cpus, memMb, gpus: 0, diskMb: 0 });
 const offer = (id: string, cpus: number, attributes: Record<string, string> = {}): OfferSlot => ({
@@ -181,11 +188,38 @@ describe("matchTasks with namespace quotas", () => {
     expect(placed.map((p) => p.task.ns)).toEqual(["web"]);
   });
 
-  it("limits cpus held by a namespace", () => {
+  it("limits cpus held by a namespace; later smaller tasks do not overtake the one held back", () => {
     const tasks = [task("ml", 2), task("ml", 2), task("ml", 1)];
     const { placed, waiting } = matchTasks(tasks, [offer("a", 8)], 32, gate({ ml: { cpus: 3 } }));
-    expect(placed.map((p) => p.task.resources.cpus)).toEqual([2, 1]);
-    expect(waiting[0]?.reason).toBe("namespace 'ml' quota: cpus 2/3 in use, needs 2");
+    expect(placed.map((p) => p.task.resources.cpus)).toEqual([2]);
+    expect(waiting.map((w) => w.reason)).toEqual([
+      "namespace 'ml' quota: cpus 2/3 in use, needs 2",
+      behindQuotaReason("ml"),
+    ]);
+  });
+
+  it("holds back the rest of a full namespace's queue without measuring it (review Q7)", () => {
+    const tasks = [task("ml", 2), ...Array.from({ length: 1000 }, () => task("ml", 1))];
+    const other = task("web", 1);
+    const g = gate({ ml: { cpus: 1 } }, { ml: 1 });
+    let measured = 0;
+    const counting: Admission<NsTask> = {
+      blocked: (t) => {
+        const why = g.blocked(t);
+        if (why !== behindQuotaReason("ml")) measured++;
+        return why;
+      },
+      charge: (t) => g.charge(t),
+    };
+    const { placed, waiting } = matchTasks([...tasks, other], [offer("a", 8)], 32, counting);
+    expect(placed.map((p) => p.task)).toEqual([other]);
+    expect(waiting).toHaveLength(1001);
+    expect(waiting.every((w) => w.refused)).toBe(true);
+    // The first ml task needs more than the limit: it holds nothing back and says so.
+    expect(waiting[0]?.reason).toContain("more than the limit of 1");
+    expect(waiting[1]?.reason).toBe("namespace 'ml' quota: cpus 1/1 in use, needs 1");
+    expect(waiting[2]?.reason).toBe(behindQuotaReason("ml"));
+    expect(measured).toBe(3); // ml's head, its first 1-cpu task, and web's task
   });
 
   it("keeps priority order: the first queued task of a limited namespace goes first", () => {
@@ -198,5 +232,68 @@ describe("matchTasks with namespace quotas", () => {
       gate({ ml: { maxTasks: 1 } }),
     );
     expect(placed[0]?.task).toBe(first);
+  });
+});
+
+describe("reservation for a higher-priority task that missed (review Q4)", () => {
+  const withTotal = (o: OfferSlot, cpus: number): OfferSlot => ({ ...o, total: r(cpus, 10_000) });
+
+  it("keeps lower-priority tasks off the agents that could hold the task that missed", () => {
+    const big = { resources: r(4), constraints: [], priority: 100 };
+    const small = Array.from({ length: 3 }, () => ({
+      resources: r(1),
+      constraints: [],
+      priority: 0,
+    }));
+    const { placed, waiting } = matchTasks([big, ...small], [withTotal(offer("a", 2), 4)]);
+    expect(placed).toEqual([]);
+    expect(waiting.map((w) => w.reason)).toEqual([
+      "waiting for resources: needs cpus 4, 2 free",
+      ...small.map(
+        () =>
+          "waiting for resources: held for a task of priority 100 that needs cpus 4, mem 100 MiB",
+      ),
+    ]);
+  });
+
+  it("leaves agents that could never hold it, and tasks of the same priority, free to use", () => {
+    const big = { resources: r(4), constraints: [], priority: 100 };
+    const peer = { resources: r(3), constraints: [], priority: 100 };
+    const low = { resources: r(1), constraints: [], priority: 0 };
+    const offers = [withTotal(offer("large", 3), 8), withTotal(offer("tiny", 2), 2)];
+    const { placed } = matchTasks([big, peer, low, low, low], offers);
+    // peer (same priority) may use the reserved agent; low goes to the agent too small for big.
+    expect(placed.map((p) => [p.task.priority, p.offer.id])).toEqual([
+      [100, "large"],
+      [0, "tiny"],
+      [0, "tiny"],
+    ]);
+  });
+
+  it("reserves nothing for tasks without a priority (the old behaviour)", () => {
+    const { placed } = matchTasks(
+      [
+        { resources: r(4), constraints: [] },
+        { resources: r(1), constraints: [] },
+      ],
+      [offer("a", 2)],
+    );
+    expect(placed).toHaveLength(1);
+  });
+});
+
+describe("reasons that tell the truth (review Q8)", () => {
+  it("returns the tasks left unscanned behind the miss limit, so their old reasons go", () => {
+    const tasks = Array.from({ length: 8 }, () => ({ resources: r(10), constraints: [] }));
+    const { waiting, unscanned } = matchTasks(tasks, [offer("a", 1)], 5);
+    expect(waiting).toHaveLength(5);
+    expect(unscanned).toEqual(tasks.slice(5));
+  });
+
+  it("measures the shortfall against the offer closest to fitting, not the one with most cpus", () => {
+    const many: OfferSlot = { ...offer("many", 8), free: r(8, 100) };
+    const near: OfferSlot = { ...offer("near", 1.5), free: r(1.5, 10_000) };
+    const { waiting } = matchTasks([{ resources: r(2, 1000), constraints: [] }], [many, near]);
+    expect(waiting[0]?.reason).toBe("waiting for resources: needs cpus 2, 1.5 free");
   });
 });

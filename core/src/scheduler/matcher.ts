@@ -17,18 +17,33 @@ export interface OfferSlot {
   /** What is still free in this offer (decremented as tasks are placed). */
   free: ResourceAmounts;
   attributes: Record<string, string>;
+  /**
+   * The agent's total capacity, when known: an offer is reserved for a higher-priority task
+   * that missed only if its agent could ever hold that task (unknown: assumed it could).
+   */
+  total?: ResourceAmounts;
 }
 
 export interface MatchTask {
   resources: ResourceAmounts;
   constraints: readonly Constraint[];
+  /** Run priority; tasks without one never reserve offers nor are held back by a reservation. */
+  priority?: number;
 }
 
 export interface MatchResult<T> {
   placed: Array<{ task: T; offer: OfferSlot }>;
   /** Why a scanned task was not placed; `refused` when the admission (quota) held it back. */
   waiting: Array<{ task: T; reason: string; refused?: boolean }>;
+  /** Tasks left unscanned behind `maxMisses` consecutive misses (their reasons are stale). */
+  unscanned: T[];
 }
+
+/** Consecutive misses after which a pass stops looking at the queue. */
+export const MAX_MISSES = 32;
+
+/** The reason of a task the matcher did not look at because of the miss limit. */
+export const BEHIND_MISSES = `waiting for resources: not considered yet, queued behind ${MAX_MISSES} or more tasks that fit none of the free resources`;
 
 const EPS = 1e-9;
 
@@ -91,20 +106,31 @@ const NO_MATCHING_AGENT = "waiting for an agent matching its constraints";
  * consecutive tasks that fit nowhere, so a long queue costs O(placed + maxMisses) per call.
  * Tasks `admission` refuses (quota) wait with its reason and do not count as misses, nor do
  * tasks whose hard constraints no offer meets.
+ *
+ * A task that misses reserves the offers of the agents that could ever hold it (hard
+ * constraints met, total large enough) against tasks of lower priority: otherwise a stream of
+ * small low-priority work keeps taking the resources it frees and the large task never runs
+ * (priority inversion). Agents that could never hold it stay open to everyone.
  */
 export function matchTasks<T extends MatchTask>(
   tasks: Iterable<T>,
   offers: OfferSlot[],
-  maxMisses = 32,
+  maxMisses = MAX_MISSES,
   admission?: Admission<T>,
 ): MatchResult<T> {
   const placed: MatchResult<T>["placed"] = [];
   const waiting: MatchResult<T>["waiting"] = [];
+  const unscanned: T[] = [];
   let misses = 0;
   /** Constraint lists (shared by the tasks of one step) that no held offer meets. */
   const unmet = new Set<readonly Constraint[]>();
+  /** Offers held for a task that missed: the highest priority among such tasks. */
+  const reservedFor = new Map<OfferSlot, { priority: number; need: ResourceAmounts }>();
   for (const task of tasks) {
-    if (misses >= maxMisses) break;
+    if (misses >= maxMisses) {
+      unscanned.push(task);
+      continue;
+    }
     const refused = admission?.blocked(task);
     if (refused !== undefined) {
       waiting.push({ task, reason: refused, refused: true });
@@ -117,13 +143,32 @@ export function matchTasks<T extends MatchTask>(
     let best: OfferSlot | undefined;
     let bestScore = Number.POSITIVE_INFINITY;
     let anyHard = false;
-    let largest: ResourceAmounts = ZERO;
+    /** The eligible offer closest to fitting it, which its reason measures against. */
+    let closest: ResourceAmounts = ZERO;
+    let closestGap = Number.POSITIVE_INFINITY;
+    /** A reservation that keeps this task off an offer it would fit. */
+    let heldBack: { priority: number; need: ResourceAmounts } | undefined;
     for (const offer of offers) {
       const hard = task.constraints.every((c) => c.soft || constraintHolds(c, offer));
       if (!hard) continue;
       anyHard = true;
-      if (offer.free.cpus > largest.cpus || largest === ZERO) largest = offer.free;
-      if (!fits(task.resources, offer.free)) continue;
+      if (!fits(task.resources, offer.free)) {
+        const g = gap(task.resources, offer.free);
+        if (g < closestGap) {
+          closestGap = g;
+          closest = offer.free;
+        }
+        continue;
+      }
+      const reservation = reservedFor.size > 0 ? reservedFor.get(offer) : undefined;
+      if (
+        reservation !== undefined &&
+        task.priority !== undefined &&
+        reservation.priority > task.priority
+      ) {
+        heldBack = reservation;
+        continue;
+      }
       const softMisses = task.constraints.filter(
         (c) => c.soft && !constraintHolds(c, offer),
       ).length;
@@ -153,15 +198,57 @@ export function matchTasks<T extends MatchTask>(
       // of such tasks (a foreach for another pool) would otherwise hide from every offer.
       unmet.add(task.constraints);
       waiting.push({ task, reason: NO_MATCHING_AGENT });
+    } else if (heldBack) {
+      misses++;
+      waiting.push({
+        task,
+        reason: `waiting for resources: held for a task of priority ${heldBack.priority} that needs cpus ${fmt(heldBack.need.cpus)}, mem ${fmt(heldBack.need.memMb)} MiB`,
+      });
     } else {
       misses++;
       waiting.push({
         task,
-        reason: `waiting for resources: ${shortfall(task.resources, largest)}`,
+        reason: `waiting for resources: ${shortfall(task.resources, closest)}`,
       });
+      if (task.priority !== undefined) reserve(task, task.priority, offers, reservedFor);
     }
   }
-  return { placed, waiting };
+  return { placed, waiting, unscanned };
+}
+
+/**
+ * How far an offer is from fitting a task: the number of resources short first, then the
+ * sum of the missing fractions, so the reason names what is really lacking.
+ */
+function gap(need: ResourceAmounts, free: ResourceAmounts): number {
+  let short = 0;
+  let fraction = 0;
+  const add = (n: number, f: number) => {
+    if (n > f + EPS) {
+      short++;
+      fraction += (n - f) / n;
+    }
+  };
+  add(need.cpus, free.cpus);
+  add(need.memMb, free.memMb);
+  add(need.gpus, free.gpus);
+  add(need.diskMb, free.diskMb);
+  return short * 10 + fraction;
+}
+
+/** Reserves, for a task that missed, the offers whose agents could ever hold it. */
+function reserve(
+  task: MatchTask,
+  priority: number,
+  offers: readonly OfferSlot[],
+  reservedFor: Map<OfferSlot, { priority: number; need: ResourceAmounts }>,
+): void {
+  for (const offer of offers) {
+    if (reservedFor.has(offer)) continue; // tasks come by priority: the first holder ranks highest
+    if (offer.total !== undefined && !fits(task.resources, offer.total)) continue;
+    if (!task.constraints.every((c) => c.soft || constraintHolds(c, offer))) continue;
+    reservedFor.set(offer, { priority, need: task.resources });
+  }
 }
 
 /**

@@ -57,14 +57,29 @@ export function quotaBlock(
   usage: NamespaceUsage,
   need: ResourceAmounts,
 ): string | undefined {
-  const prefix = `namespace '${ns}' quota:`;
+  return overLimit(ns, limits, need) ?? usageBlock(ns, limits, usage, need);
+}
+
+/** Why a task can never start under this quota (it needs more than a limit), or undefined. */
+function overLimit(ns: string, limits: QuotaLimits, need: ResourceAmounts): string | undefined {
   for (const d of DIMENSIONS) {
     const limit = limits[d.key];
     if (limit > 0 && need[d.key] > limit + EPS) {
       // Waiting cannot help until someone raises the quota: say so.
-      return `${prefix} needs ${d.name} ${fmt(need[d.key])}${d.unit}, more than the limit of ${fmt(limit)}${d.unit} (raise it with 'kaon quota set ${ns}')`;
+      return `namespace '${ns}' quota: needs ${d.name} ${fmt(need[d.key])}${d.unit}, more than the limit of ${fmt(limit)}${d.unit} (raise it with 'kaon quota set ${ns}')`;
     }
   }
+  return undefined;
+}
+
+/** Why the namespace's current usage leaves no room for the task now, or undefined. */
+function usageBlock(
+  ns: string,
+  limits: QuotaLimits,
+  usage: NamespaceUsage,
+  need: ResourceAmounts,
+): string | undefined {
+  const prefix = `namespace '${ns}' quota:`;
   if (limits.maxTasks > 0 && usage.tasks >= limits.maxTasks) {
     return `${prefix} ${usage.tasks}/${limits.maxTasks} running tasks`;
   }
@@ -85,12 +100,26 @@ export interface Admission<T> {
   charge(task: T): void;
 }
 
+/** The reason of the tasks queued behind a namespace's first task its quota holds back. */
+export function behindQuotaReason(ns: string): string {
+  return `namespace '${ns}' quota: full, queued behind an earlier task of the namespace that waits for room`;
+}
+
 /**
  * An Admission over namespaces for one matching pass. `usage` is copied, so charges made
  * while matching never leak into the caller's figures.
+ *
+ * Once a namespace's usage holds back one of its tasks, the rest of its queue is held back
+ * for the pass without being measured: usage only grows while matching, and later smaller
+ * tasks must not overtake that task (they would keep the usage up and starve it, the quota
+ * side of priority inversion). So a blocked queue costs a set lookup per task, and only its
+ * first task carries a reason with the live figures, which change with every launch and end.
+ * A task that needs more than a limit holds nothing back: only a quota change lets it run.
  */
 export class QuotaGate<T> implements Admission<T> {
   private readonly usage = new Map<string, NamespaceUsage>();
+  /** Namespaces whose usage held back a task in this pass. */
+  private readonly full = new Set<string>();
 
   constructor(
     private readonly limitsOf: (ns: string) => QuotaLimits | undefined,
@@ -105,7 +134,13 @@ export class QuotaGate<T> implements Admission<T> {
     const ns = this.namespaceOf(task);
     const limits = this.limitsOf(ns);
     if (!limits || isUnlimited(limits)) return undefined;
-    return quotaBlock(ns, limits, this.usage.get(ns) ?? emptyUsage(), this.needOf(task));
+    if (this.full.has(ns)) return behindQuotaReason(ns);
+    const need = this.needOf(task);
+    const over = overLimit(ns, limits, need);
+    if (over !== undefined) return over;
+    const blocked = usageBlock(ns, limits, this.usage.get(ns) ?? emptyUsage(), need);
+    if (blocked !== undefined) this.full.add(ns);
+    return blocked;
   }
 
   charge(task: T): void {
