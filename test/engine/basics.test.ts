@@ -237,7 +237,7 @@ describe("engine basics", () => {
           id: "job",
           type: "command",
           config: sh(
-            'echo "$KAON_TOKEN" > token; echo "$KAON_ENDPOINT" > endpoint; while [ ! -f go ]; do sleep 0.02; done',
+            'echo "$KAON_TOKEN" > token; echo "$KAON_ENDPOINT" > endpoint; i=0; while [ ! -f go ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done',
           ),
         },
       ],

@@ -49,7 +49,10 @@ describe("heartbeat_timeout", () => {
         {
           id: "alive",
           type: "command",
-          config: { shell: 'echo "$KAON_TOKEN" > token; while [ ! -f go ]; do sleep 0.02; done' },
+          config: {
+            shell:
+              'echo "$KAON_TOKEN" > token; i=0; while [ ! -f go ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done',
+          },
           heartbeatTimeout: "1.5s",
         },
       ],

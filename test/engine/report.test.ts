@@ -30,7 +30,10 @@ async function runningJob() {
       {
         id: "job",
         type: "command",
-        config: { shell: 'echo "$KAON_TOKEN" > token; while [ ! -f go ]; do sleep 0.02; done' },
+        config: {
+          shell:
+            'echo "$KAON_TOKEN" > token; i=0; while [ ! -f go ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done',
+        },
       },
     ],
   });
