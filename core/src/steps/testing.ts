@@ -3,14 +3,29 @@
 // with node:child_process the way a backend would (files, env, cwd, argv or `/bin/sh -c`).
 // Used by this directory's tests and by docs/extending.md's example.
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { defaultStepTypeSettings } from "./registry.js";
 import type { JsonValue, ProcessPlan, StepContext, StepReporter } from "./step-type.js";
 
+/**
+ * Work directories made here live under one scratch directory per process (not one entry of
+ * the system temp dir each), removed when the process exits normally.
+ */
+let scratchRoot: string | undefined;
+
+function scratchDir(): string {
+  if (scratchRoot === undefined) {
+    const root = mkdtempSync(join(tmpdir(), "kaon-step-"));
+    scratchRoot = root;
+    process.once("exit", () => rmSync(root, { recursive: true, force: true }));
+  }
+  return mkdtempSync(join(scratchRoot, "ctx-"));
+}
+
 export function makeStepContext(overrides: Partial<StepContext> = {}): StepContext {
-  const workDir = overrides.workDir ?? mkdtempSync(join(tmpdir(), "kaon-step-"));
+  const workDir = overrides.workDir ?? scratchDir();
   return {
     runId: "run-1",
     workflowId: "wf",
