@@ -1,11 +1,11 @@
 // Step.heartbeat_timeout through the real server and real processes: a job that reports
 // nothing for the window is taken as hung — killed, TIMED_OUT naming the heartbeat, retried
 // under retry_on TIMEOUT — while a job that keeps reporting outlives the window many times.
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { AttemptStatus, RunStatus, StepStatus } from "@kaon/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attemptDir } from "../../core/src/engine/attempt-layout.js";
-import { type EngineKaon, startEngineKaon } from "./support/harness.js";
+import { type EngineKaon, readJobToken, startEngineKaon } from "./support/harness.js";
 
 let k: EngineKaon;
 beforeAll(async () => {
@@ -60,15 +60,7 @@ describe("heartbeat_timeout", () => {
     const { run } = await k.runs.startRun({ workflowId: "chatty" });
     const runId = run?.id as string;
     const dir = attemptDir(k.dataDir, runId, "alive", 1);
-    const deadline = Date.now() + 15_000;
-    let token = "";
-    while (!token) {
-      if (Date.now() > deadline) throw new Error("the job never wrote its token");
-      try {
-        token = readFileSync(`${dir}/token`, "utf8").trim();
-      } catch {}
-      if (!token) await new Promise((r) => setTimeout(r, 10));
-    }
+    const token = await readJobToken(dir);
     const job = k.jobClient(token);
     // 4 s of heartbeats every 0.2 s: more than two windows of 1.5 s, none of them silent
     // (the window is wide so that a loaded machine's stalls do not count as silence).

@@ -2,14 +2,19 @@
 // bounds of Report (review finding C1), a repeated Report answered only once durable (J4), the
 // artifact checks of a job's AnnounceArtifact (C2), GetContext's applied sequence, and the
 // error contract (codes, messages, the kaon-error-details-bin trailer) of the lean path.
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { ErrorDetails, type MessageLevel, type ReportItem, StepStatus } from "@kaon/proto";
 import { ClientError, Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attemptDir } from "../../core/src/engine/attempt-layout.js";
 import { REPORT_LIMITS } from "../../core/src/engine/engine.js";
 import type { WriteBatch } from "../../core/src/store/runs/rows.js";
-import { type EngineKaon, startEngineKaon } from "./support/harness.js";
+import {
+  type EngineKaon,
+  readJobToken,
+  startEngineKaon,
+  waitForStepStatus,
+} from "./support/harness.js";
 
 let k: EngineKaon;
 beforeAll(async () => {
@@ -39,33 +44,9 @@ async function runningJob() {
   });
   const { run } = await k.runs.startRun({ workflowId: id });
   const runId = run?.id as string;
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), 15_000);
-  try {
-    for await (const msg of k.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-      if (
-        msg.events.some(
-          (e) =>
-            e.path === "job" &&
-            e.kind?.$case === "stepStatus" &&
-            e.kind.value === StepStatus.STEP_STATUS_RUNNING,
-        )
-      )
-        break;
-    }
-  } finally {
-    clearTimeout(timer);
-  }
+  await waitForStepStatus(k.runs, runId, "job", StepStatus.STEP_STATUS_RUNNING);
   const dir = attemptDir(k.dataDir, runId, "job", 1);
-  const deadline = Date.now() + 15_000;
-  let token = "";
-  while (!token) {
-    if (Date.now() > deadline) throw new Error("the job never wrote its token");
-    try {
-      token = readFileSync(`${dir}/token`, "utf8").trim();
-    } catch {}
-    if (!token) await new Promise((r) => setImmediate(r));
-  }
+  const token = await readJobToken(dir);
   const job = k.jobClient(token);
   return {
     runId,

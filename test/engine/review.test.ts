@@ -5,7 +5,7 @@ import { AttemptStatus, RestartFrom, RunStatus, StepStatus } from "@kaon/proto";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StepTypeRegistry } from "../../core/src/steps/registry.js";
-import { type EngineKaon, startEngineKaon } from "./support/harness.js";
+import { type EngineKaon, startEngineKaon, waitForStepStatus } from "./support/harness.js";
 
 let k: EngineKaon;
 beforeAll(async () => {
@@ -18,23 +18,8 @@ afterAll(async () => {
 const AttemptStatusName = (s: unknown) => AttemptStatus[Number(s)]?.replace("ATTEMPT_STATUS_", "");
 const name = (s: string | number) => StepStatus[Number(s)]?.replace("STEP_STATUS_", "");
 
-async function waitForStatus(runId: string, path: string, status: StepStatus): Promise<void> {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), 15_000);
-  try {
-    for await (const msg of k.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-      if (
-        msg.events.some(
-          (e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status,
-        )
-      )
-        return;
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  throw new Error(`step '${path}' never reached ${StepStatus[status]}`);
-}
+const waitForStatus = (runId: string, path: string, status: StepStatus) =>
+  waitForStepStatus(k.runs, runId, path, status);
 
 describe("engine review regressions", () => {
   it("StopStep on a foreach stops it: no further iterations start, the foreach ends STOPPED", async () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFINITION_CACHE_SIZE, type DefinitionSource } from "../../core/src/engine/engine.js";
 import { createLogger } from "../../core/src/log.js";
 import type { StepTypeRegistry } from "../../core/src/steps/registry.js";
-import { type EngineKaon, startEngineKaon } from "./support/harness.js";
+import { type EngineKaon, startEngineKaon, waitForStepStatus } from "./support/harness.js";
 
 /** Error lines the engine logged, and a way to wait for one. */
 const logged: string[] = [];
@@ -58,23 +58,8 @@ function registry(): StepTypeRegistry {
   return (k.engine as unknown as { opts: { stepTypes: StepTypeRegistry } }).opts.stepTypes;
 }
 
-async function waitForStatus(runId: string, path: string, status: StepStatus): Promise<void> {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), 15_000);
-  try {
-    for await (const msg of k.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-      if (
-        msg.events.some(
-          (e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status,
-        )
-      )
-        return;
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  throw new Error(`step '${path}' never reached ${StepStatus[status]}`);
-}
+const waitForStatus = (runId: string, path: string, status: StepStatus) =>
+  waitForStepStatus(k.runs, runId, path, status);
 
 describe("engine review fixes, round 2", () => {
   it("C4: a background path that rejects is logged and does not end the server", async () => {
@@ -475,23 +460,7 @@ describe("engine review fixes, round 2", () => {
     });
     const { run } = await first.runs.startRun({ workflowId: "robust-s3" });
     const runId = (run as Run).id;
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), 15_000);
-    try {
-      for await (const msg of first.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-        if (
-          msg.events.some(
-            (e) =>
-              e.path === "t" &&
-              e.kind?.$case === "stepStatus" &&
-              e.kind.value === StepStatus.STEP_STATUS_RETRYING,
-          )
-        )
-          break;
-      }
-    } finally {
-      clearTimeout(timer);
-    }
+    await waitForStepStatus(first.runs, runId, "t", StepStatus.STEP_STATUS_RETRYING);
     await first.stop({ keepDataDir: true });
     // Core was down for ten minutes: the 60 s backoff after attempt 1 is long over.
     {
@@ -586,23 +555,7 @@ describe("engine review fixes, round 2", () => {
     });
     const { run } = await first.runs.startRun({ workflowId: "robust-j5" });
     const runId = (run as Run).id;
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), 15_000);
-    try {
-      for await (const msg of first.runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-        if (
-          msg.events.some(
-            (e) =>
-              e.path === "t" &&
-              e.kind?.$case === "stepStatus" &&
-              e.kind.value === StepStatus.STEP_STATUS_RUNNING,
-          )
-        )
-          break;
-      }
-    } finally {
-      clearTimeout(timer);
-    }
+    await waitForStepStatus(first.runs, runId, "t", StepStatus.STEP_STATUS_RUNNING);
     await first.runs.stopStep({ runId, path: "t" });
     await first.stop({ keepDataDir: true });
     const second = await startEngineKaon({ dataDir });

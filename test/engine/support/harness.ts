@@ -3,7 +3,7 @@
 // server with RunService/JobService/ArtifactService behind real auth. Tests drive it with
 // real gRPC clients and wait on WatchRun events with deadlines — never on sleeps.
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -15,6 +15,7 @@ import {
   type RunEvent,
   RunServiceDefinition,
   RunStatus,
+  StepStatus,
   WorkflowDefinition,
 } from "@kaon/proto";
 import { type Client, createChannel, createClient, Metadata } from "nice-grpc";
@@ -201,4 +202,46 @@ export function stepStatuses(events: RunEvent[], path: string): string[] {
   return events
     .filter((e) => e.path === path && e.kind?.$case === "stepStatus")
     .map((e) => String(e.kind?.value));
+}
+
+/** Resolves once step `path` of the run reaches `status` (WatchRun events, 15 s deadline). */
+export async function waitForStepStatus(
+  runs: Client<typeof RunServiceDefinition>,
+  runId: string,
+  path: string,
+  status: StepStatus,
+): Promise<void> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), 15_000);
+  try {
+    for await (const msg of runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
+      if (
+        msg.events.some(
+          (e) => e.path === path && e.kind?.$case === "stepStatus" && e.kind.value === status,
+        )
+      )
+        return;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  throw new Error(`step '${path}' never reached ${StepStatus[status]}`);
+}
+
+/**
+ * The step token a job wrote to `<dir>/token` (tests' jobs do `echo "$KAON_TOKEN" > token`
+ * in their attempt directory), waited for with a 15 s deadline.
+ */
+export async function readJobToken(dir: string): Promise<string> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      const token = readFileSync(join(dir, "token"), "utf8").trim();
+      if (token) return token;
+    } catch {
+      // not written yet
+    }
+    if (Date.now() > deadline) throw new Error(`the job never wrote its token to ${dir}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
