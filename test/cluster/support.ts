@@ -12,7 +12,6 @@ import {
   type Run,
   type RunEvent,
   RunServiceDefinition,
-  RunStatus,
   StepStatus,
   WorkflowDefinition,
   WorkflowServiceDefinition,
@@ -23,6 +22,7 @@ import { killAgent } from "../../core/src/backends/local/test-support.js";
 import { resolveServerConfig } from "../../core/src/config.js";
 import { silentLogger } from "../../core/src/log.js";
 import { createKaon, type Kaon } from "../../core/src/server-main.js";
+import { finishRun, watchUntil } from "../support/watch.js";
 
 export interface ClusterKaon {
   kaon: Kaon;
@@ -33,7 +33,7 @@ export interface ClusterKaon {
   cluster: Client<typeof ClusterServiceDefinition>;
   artifacts: Client<typeof ArtifactServiceDefinition>;
   deploy(def: unknown): Promise<void>;
-  /** Streams the run's events until `done(events)` holds (or the run ends); deadline-bound. */
+  /** Streams the run's events until `done(events)` holds; deadline-bound (test/support/watch.ts). */
   watchUntil(
     runId: string,
     done: (events: RunEvent[]) => boolean,
@@ -66,34 +66,6 @@ export async function startClusterKaon(dataDir?: string): Promise<ClusterKaon> {
   const workflows = createClient(WorkflowServiceDefinition, channel, opts);
   const runs = createClient(RunServiceDefinition, channel, opts);
 
-  const watchUntil = async (
-    runId: string,
-    done: (events: RunEvent[]) => boolean,
-    timeoutMs = 30_000,
-  ): Promise<RunEvent[]> => {
-    const events: RunEvent[] = [];
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeoutMs);
-    try {
-      for await (const msg of runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-        events.push(...msg.events);
-        if (done(events)) {
-          ac.abort();
-          break;
-        }
-      }
-    } catch (err) {
-      if (!ac.signal.aborted || !done(events)) {
-        throw new Error(
-          `run ${runId}: condition not reached within ${timeoutMs} ms (${events.length} events): ${String(err)}`,
-        );
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    return events;
-  };
-
   return {
     kaon,
     dataDir: dir,
@@ -106,23 +78,8 @@ export async function startClusterKaon(dataDir?: string): Promise<ClusterKaon> {
       const definition = messageFromJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", json);
       await workflows.deploy({ definition, activate: true });
     },
-    watchUntil,
-    async finish(runId, timeoutMs = 30_000) {
-      const events = await watchUntil(
-        runId,
-        (evs) =>
-          evs.some(
-            (e) =>
-              e.path === "" &&
-              e.kind?.$case === "runStatus" &&
-              e.kind.value !== RunStatus.RUN_STATUS_QUEUED &&
-              e.kind.value !== RunStatus.RUN_STATUS_RUNNING,
-          ),
-        timeoutMs,
-      );
-      const run = (await runs.getRun({ runId })).run as Run;
-      return { run, events };
-    },
+    watchUntil: (runId, done, timeoutMs) => watchUntil(runs, runId, done, timeoutMs),
+    finish: (runId, timeoutMs) => finishRun(runs, runId, timeoutMs),
     async stop(options = {}) {
       channel.close();
       await kaon.shutdown("test finished");

@@ -31,6 +31,10 @@ import {
 import { resolveServerConfig } from "../../core/src/config.js";
 import { silentLogger } from "../../core/src/log.js";
 import { createKaon, type Kaon } from "../../core/src/server-main.js";
+import { finishRun, watchUntil } from "../support/watch.js";
+
+export { isRunEnd } from "../support/watch.js";
+
 import type { StepTypeSettings } from "../../core/src/steps/step-type.js";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -94,42 +98,9 @@ export async function startStepsKaon(
   const workflows = createClient(WorkflowServiceDefinition, channel, opts);
   const runs = createClient(RunServiceDefinition, channel, opts);
 
-  const watchUntil = async (
-    runId: string,
-    done: (events: RunEvent[]) => boolean,
-    timeoutMs = 30_000,
-  ): Promise<RunEvent[]> => {
-    const events: RunEvent[] = [];
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeoutMs);
-    try {
-      for await (const msg of runs.watchRun({ runId, afterSeq: 0 }, { signal: ac.signal })) {
-        events.push(...msg.events);
-        if (done(events)) break;
-      }
-    } catch (err) {
-      if (!done(events)) {
-        throw new Error(
-          `run ${runId}: condition not reached within ${timeoutMs} ms (${events.length} events: ${describeEvents(events)}): ${String(err)}`,
-        );
-      }
-    } finally {
-      clearTimeout(timer);
-      ac.abort();
-    }
-    if (!done(events)) {
-      throw new Error(
-        `run ${runId}: the watch ended before the condition held (${describeEvents(events)})`,
-      );
-    }
-    return events;
-  };
-
-  const finish = async (runId: string, timeoutMs = 30_000) => {
-    const events = await watchUntil(runId, (evs) => evs.some(isRunEnd), timeoutMs);
-    const run = (await runs.getRun({ runId })).run as Run;
-    return { run, events };
-  };
+  const watch = (runId: string, done: (events: RunEvent[]) => boolean, timeoutMs?: number) =>
+    watchUntil(runs, runId, done, timeoutMs);
+  const finish = (runId: string, timeoutMs?: number) => finishRun(runs, runId, timeoutMs);
 
   const deploy = async (json: unknown) => {
     const definition = messageFromJson(WorkflowDefinition, "kaon.v1.WorkflowDefinition", json);
@@ -155,7 +126,7 @@ export async function startStepsKaon(
       const { run } = await runs.startRun({ workflowId, params });
       return (run as Run).id;
     },
-    watchUntil,
+    watchUntil: watch,
     finish,
     async run(workflowId, params = {}, timeoutMs = 30_000) {
       const { run } = await runs.startRun({ workflowId, params });
@@ -195,15 +166,6 @@ export function killAgent(dataDir: string): void {
   }
 }
 
-export function isRunEnd(e: RunEvent): boolean {
-  return (
-    e.path === "" &&
-    e.kind?.$case === "runStatus" &&
-    e.kind.value !== RunStatus.RUN_STATUS_QUEUED &&
-    e.kind.value !== RunStatus.RUN_STATUS_RUNNING
-  );
-}
-
 /** Whether the step at `path` reached `status` among `events`. */
 export function reached(events: readonly RunEvent[], path: string, status: StepStatus): boolean {
   return events.some(
@@ -214,13 +176,6 @@ export function reached(events: readonly RunEvent[], path: string, status: StepS
 export const statusName = (s: StepStatus | undefined): string =>
   s === undefined ? "?" : (StepStatus[s] ?? String(s));
 export const runStatusName = (s: RunStatus): string => RunStatus[s] ?? String(s);
-
-function describeEvents(events: readonly RunEvent[]): string {
-  return events
-    .slice(-12)
-    .map((e) => `${e.path || "run"}:${e.kind?.$case}=${JSON.stringify(e.kind?.value)}`)
-    .join(", ");
-}
 
 /** The run's message and each step's status and reason, for assertion messages. */
 export async function explain(k: StepsKaon, run: Run): Promise<string> {
